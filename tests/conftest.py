@@ -1,0 +1,18 @@
+"""Shared fixtures: both pipeline modes, loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PMGUARD_SHARED", ROOT.parent / "shared"))
+
+MODES = ("auto", "blank")
+
+
+@pytest.fixture(params=MODES, ids=["trained", "blank"])
+def model(request: pytest.FixtureRequest) -> str:
+    return request.param

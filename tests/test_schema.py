@@ -1,0 +1,110 @@
+"""Rule-pack validation names the file, the rule and the field that is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rules.schema import PackError, load_pack, parse_pack
+
+GOOD_RULE = """
+  - id: test.human-error
+    category: human-error
+    severity: warning
+    message: "Which interface made this easy?"
+    explanation: "Human error is an attribution."
+    suggestion: "What made {action_ing} easy?"
+    patterns:
+      - [{LOWER: human}, {LOWER: error}]
+    examples:
+      match: ["It was human error.", "Human error, again."]
+      no_match: ["The disk filled up.", "A human-readable message."]
+"""
+
+
+def test_default_pack_loads_and_is_versioned() -> None:
+    p = load_pack()
+    assert p.name == "default" and p.version
+    assert len(p.rules) >= 15
+    assert len({r.id for r in p.rules}) == len(p.rules)
+
+
+def test_good_pack_parses() -> None:
+    p = parse_pack("name: t\nversion: '1'\nrules:\n" + GOOD_RULE, "t.yml")
+    assert p.rules[0].id == "test.human-error"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("severity: warning", "severity: warn", "t.yml: rule 'test.human-error': field 'severity'"),
+        ("category: human-error", "category: nope", "field 'category'"),
+        ("[{LOWER: human}, {LOWER: error}]", "[{LOWR: human}]", "field 'patterns[0]': invalid"),
+        ("[{LOWER: human}, {LOWER: error}]", "[{POS: NOUN}]", "attribute POS needs a tagger"),
+        ('message: "Which interface made this easy?"', 'message: "Why did you do it?"', "'you'"),
+        (
+            'suggestion: "What made {action_ing} easy?"',
+            'suggestion: "{who} did it"',
+            "unknown placeholder {who}",
+        ),
+        (
+            'no_match: ["The disk filled up.", "A human-readable message."]',
+            'no_match: ["The disk filled up."]',
+            "field 'examples'",
+        ),
+        ("id: test.human-error", "id: Bad Id", "rule #1: field 'id'"),
+        ('    explanation: "Human error is an attribution."\n', "", "field 'explanation'"),
+        ("severity: warning", "severity: warning\n    colour: red", "unknown rule field 'colour'"),
+    ],
+)
+def test_errors_name_file_rule_and_field(old: str, new: str, message: str) -> None:
+    text = "name: t\nversion: '1'\nrules:\n" + GOOD_RULE.replace(old, new)
+    with pytest.raises(PackError) as err:
+        parse_pack(text, "t.yml")
+    assert str(err.value).startswith("t.yml")
+    assert message in str(err.value)
+
+
+def test_invalid_yaml_reports_position() -> None:
+    with pytest.raises(PackError, match=r"t.yml: invalid YAML at line 3, column 1"):
+        parse_pack("rules:\n  - id: [unclosed\n", "t.yml")
+
+
+def test_duplicate_ids_are_refused() -> None:
+    text = "name: t\nversion: '1'\nrules:\n" + GOOD_RULE + GOOD_RULE
+    with pytest.raises(PackError, match="duplicate rule id"):
+        parse_pack(text, "t.yml")
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="not found"):
+        load_pack(tmp_path / "nope.yml")
+    bad = tmp_path / "latin1.yml"
+    bad.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(PackError, match="not UTF-8"):
+        load_pack(bad)
+
+
+def test_overlay_relevels_and_disables_rules_of_the_default_pack() -> None:
+    text = """
+extends: default
+settings:
+  self_blame: "off"
+rules:
+  - id: blame.human-error
+    severity: error
+  - id: growth.brilliance
+    enabled: false
+"""
+    p = parse_pack(text, "org.yml")
+    assert p.rule("blame.human-error").severity == "error"
+    assert not p.rule("growth.brilliance").enabled
+    assert "growth.brilliance" not in {r.id for r in p.active}
+    assert p.settings.self_blame == "off"
+    assert len(p.rules) == len(load_pack().rules)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(PackError, match="settings.self_blame"):
+        parse_pack("extends: default\nsettings:\n  self_blame: loud\n", "o.yml")
