@@ -1,0 +1,139 @@
+"""The engine's guards, in both pipeline modes: who is the agent, self-blame, quoted text,
+one finding per sentence, suggestions that never name a person, threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from nlp.blame import compile_pack
+from nlp.people import Roster
+from nlp.pipeline import ModelError, get_pipeline
+from rules.schema import load_pack, parse_pack
+
+PACK = load_pack()
+
+
+def hits(model: str, text: str, people=(), quoted: bool = False, pack=PACK):
+    compiled = compile_pack(pack, get_pipeline(model))
+    doc = compiled.pipeline.nlp(text)
+    return compiled.run(doc, Roster(people), action_scope=False, quoted=quoted)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The deploy script failed to restart the worker.",
+        "The nightly job forgot to release its lock.",
+        "The certificate renewal cron never finished.",
+    ],
+)
+def test_system_agents_are_not_blamed(model: str, text: str) -> None:
+    assert hits(model, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Anneliese failed to restart the worker.",
+        "@jdoe failed to restart the worker.",
+        "The on-call engineer failed to restart the worker.",
+        "She failed to restart the worker.",
+    ],
+)
+def test_people_are_the_agents_the_rules_look_for(model: str, text: str) -> None:
+    assert [h.rule.id for h in hits(model, text)] == ["blame.omission"]
+
+
+def test_roster_makes_a_lowercase_handle_a_person(model: str) -> None:
+    text = "zqxv forgot to drain the node."
+    assert hits(model, text) == []
+    assert [h.rule.id for h in hits(model, text, people=["@zqxv"])] == ["blame.omission"]
+
+
+def test_self_blame_with_we_is_info_and_can_be_switched_off(model: str) -> None:
+    [hit] = hits(model, "We forgot to renew the domain.")
+    assert hit.severity == "info"
+    quiet = parse_pack("extends: default\nsettings:\n  self_blame: 'off'\n", "o.yml")
+    assert hits(model, "We forgot to renew the domain.", pack=quiet) == []
+
+
+def test_quoted_testimony_is_capped_at_info(model: str) -> None:
+    [hit] = hits(model, "The operator forgot to drain the node.", quoted=True)
+    assert hit.severity == "info"
+
+
+def test_one_finding_per_sentence_keeps_the_strongest(model: str) -> None:
+    found = hits(model, "Obviously the engineer should have checked the lag first.")
+    assert len(found) == 1
+
+
+def test_meta_discussion_of_blame_is_not_flagged(model: str) -> None:
+    text = "In a blameless review nobody is careless; we ask how the system failed."
+    assert hits(model, text) == []
+
+
+def test_suggestions_never_name_the_person(model: str) -> None:
+    for text in (
+        "Marguerite forgot to ping Anneliese before the failover.",
+        "@okafor rebooted the wrong rack.",
+    ):
+        [hit] = hits(model, text)
+        assert "Marguerite" not in hit.suggestion and "Anneliese" not in hit.suggestion
+        assert "okafor" not in hit.suggestion
+        assert "you" not in hit.suggestion.lower().split()
+
+
+def test_suggestion_is_built_from_the_sentence() -> None:
+    [hit] = hits("auto", "Sam forgot to run the migration.")
+    assert "running the migration" in hit.suggestion
+
+
+def test_rules_that_need_a_parser_are_skipped_in_blank_mode_with_a_warning() -> None:
+    text = """
+extends: default
+rules:
+  - id: test.parsed-subject
+    category: named-agent
+    severity: warning
+    requires: [parser]
+    message: "Which path let this happen?"
+    explanation: "Needs a dependency parse."
+    suggestion: "What made it possible?"
+    patterns:
+      - [{DEP: nsubj, _: {pmg_person: {IN: [other]}}}, {LEMMA: break}]
+    examples:
+      match: ["Kenji broke it.", "Sam broke the build."]
+      no_match: ["The job broke.", "It broke."]
+"""
+    pack = parse_pack(text, "parsed.yml")
+    blank = compile_pack(pack, get_pipeline("blank"))
+    assert any("test.parsed-subject" in w for w in blank.skipped)
+    assert "test.parsed-subject" not in blank.by_id
+    trained = compile_pack(pack, get_pipeline("auto"))
+    assert "test.parsed-subject" in trained.by_id
+    # and matching a blank doc does not raise E155
+    assert hits("blank", "Sam broke the build.", pack=pack) is not None
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="not installed"):
+        get_pipeline("en_core_web_nonexistent")
+
+
+def test_pipeline_is_loaded_once_per_process() -> None:
+    assert get_pipeline("blank") is get_pipeline("blank")
+
+
+def test_concurrent_analysis_gives_the_same_answers(model: str) -> None:
+    texts = [
+        "Anneliese failed to restart the worker.",
+        "The deploy script failed to start.",
+        "Root cause: human error during the failover.",
+        "He rebooted the wrong rack by mistake.",
+    ] * 10
+    expected = [[h.rule.id for h in hits(model, t)] for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda t: [h.rule.id for h in hits(model, t)], texts))
+    assert got == expected
