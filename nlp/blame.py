@@ -30,51 +30,12 @@ from nlp.rewrite import suggest
 from rules.schema import Rule, RulePack, _register_extension
 
 CLAUSE_BREAKS = frozenset(
-    [
-        ";",
-        ":",
-        "—",
-        "–",
-        "(",
-        ")",
-        "because",
-        "since",
-        "but",
-        "although",
-        "though",
-        "whereas",
-        "when",
-        "while",
-        "after",
-        "before",
-        "until",
-        "unless",
-        "so",
-        "which",
-        "that",
-        "if",
-        "whether",
-        "and",
-    ]
+    "; : — – ( ) because since but although though whereas when while after before until "
+    "unless so which that if whether and".split()
 )
 # "and" ends a clause only for the left scan: "Sam deployed and the job failed to start".
 SUBJECT_DEPS = ("nsubj", "nsubjpass", "csubj", "csubjpass", "expl")
-QUANTIFIERS = frozenset(
-    [
-        "one",
-        "some",
-        "all",
-        "none",
-        "each",
-        "any",
-        "several",
-        "many",
-        "most",
-        "both",
-        "either",
-        "neither",
-    ]
-)
+QUANTIFIERS = frozenset("one some all none each any several many most both either neither".split())
 
 
 @dataclass(frozen=True)
@@ -340,45 +301,11 @@ def _adjacent(doc: Doc, i: int, start: int) -> bool:
 
 
 LEFT_WINDOW = 16
+OBJECT_PRONOUNS = frozenset("me us him them her".split())
 NON_VERBAL_STARTS = frozenset(
-    [
-        "without",
-        "by",
-        "instead",
-        "rather",
-        "despite",
-        "with",
-        "the",
-        "a",
-        "an",
-        "his",
-        "her",
-        "their",
-        "to",
-        "in",
-        "on",
-        "for",
-        "of",
-    ]
+    "without by instead rather despite with the a an his her their to in on for of".split()
 )
-FILLERS = frozenset(
-    [
-        "not",
-        "n't",
-        "never",
-        "also",
-        "then",
-        "still",
-        "did",
-        "does",
-        "do",
-        "has",
-        "have",
-        "had",
-        "will",
-        "would",
-    ]
-)
+FILLERS = frozenset("not n't never also then still did does do has have had will would".split())
 SHARED_SUBJECT_CONJ = frozenset(("but", "then", "or"))
 BE_FORMS = frozenset(["was", "were", "been", "being", "is", "are", "be", "got", "gets", "get"])
 
@@ -437,7 +364,7 @@ def clause_kind(span: Span, kinds: Sequence[str]) -> str:
     for i in range(span.end, min(sent.end, span.end + 4)):
         if doc[i].lower_ in CLAUSE_BREAKS:
             break
-        if kinds[i]:
+        if kinds[i] and doc[i].lower_ not in OBJECT_PRONOUNS:
             return kinds[i]
     return ""
 

@@ -22,308 +22,65 @@ SELF = "self"
 # "We" is the team describing itself: its own, configurable severity. "I" is one person
 # and is treated like any other individual, as the reference advises for self-blame.
 SELF_PRONOUNS = frozenset(["we", "us", "our", "ourselves"])
+PLURAL_PRONOUNS = frozenset("they them themselves".split())
+ANTECEDENT_WINDOW = 30
 OTHER_PRONOUNS = frozenset(
-    [
-        "i",
-        "me",
-        "myself",
-        "he",
-        "him",
-        "himself",
-        "she",
-        "herself",
-        "they",
-        "them",
-        "themselves",
-        "someone",
-        "somebody",
-        "anyone",
-        "anybody",
-        "who",
-        "whoever",
-    ]
+    "i me myself he him himself she herself someone somebody anyone anybody who whoever".split()
 )
 # Possessives make a person only of what a person can own as an act: "her change".
 POSSESSIVES = {"my": OTHER, "his": OTHER, "her": OTHER, "their": OTHER, "our": SELF}
 # Roles people hold in incident work. Plural and hyphenated forms are matched by `_role`.
 ROLE_NOUNS = frozenset(
-    [
-        "engineer",
-        "developer",
-        "dev",
-        "programmer",
-        "coder",
-        "operator",
-        "admin",
-        "administrator",
-        "sre",
-        "dba",
-        "oncall",
-        "on-call",
-        "on-caller",
-        "oncaller",
-        "responder",
-        "reviewer",
-        "approver",
-        "intern",
-        "contractor",
-        "technician",
-        "staff",
-        "employee",
-        "author",
-        "committer",
-        "maintainer",
-        "manager",
-        "lead",
-        "captain",
-        "owner",
-        "person",
-        "human",
-        "individual",
-        "colleague",
-        "teammate",
-        "member",
-        "team",
-        "squad",
-        "ops",
-        "crew",
-        "analyst",
-        "architect",
-        "tester",
-        "qa",
-        "sysadmin",
-        "newcomer",
-        "hire",
-        "junior",
-        "senior",
-        "support",
-        "agent",
-        "specialist",
-        "consultant",
-    ]
+    "engineer developer dev programmer coder operator admin administrator sre dba oncall "
+    "on-call on-caller oncaller responder reviewer approver intern contractor technician "
+    "staff employee author committer maintainer manager lead captain owner person human "
+    "individual colleague teammate member team squad ops crew analyst architect tester qa "
+    "sysadmin newcomer hire junior senior specialist consultant".split()
 )
 # Nouns a person can be asked to stand behind: "Bob's change", "her commit".
 PERSON_ACTION_NOUNS = frozenset(
-    [
-        "change",
-        "commit",
-        "push",
-        "deploy",
-        "deployment",
-        "edit",
-        "mistake",
-        "error",
-        "typo",
-        "pr",
-        "decision",
-        "handling",
-        "command",
-        "fix",
-        "patch",
-        "config",
-        "update",
-        "migration",
-        "approval",
-        "merge",
-        "action",
-    ]
+    "change commit push deploy deployment edit mistake error typo pr decision handling "
+    "command fix patch config update migration approval merge action".split()
 )
 # Things that act in incident write-ups; in blank mode the nearest one left of a match is
 # taken as the subject ("jobs failing to execute", "the script failed to start").
 SYSTEM_NOUNS = frozenset(
-    [
-        "script",
-        "scripts",
-        "job",
-        "jobs",
-        "service",
-        "services",
-        "check",
-        "checks",
-        "alert",
-        "alerts",
-        "retry",
-        "retries",
-        "cron",
-        "canary",
-        "node",
-        "nodes",
-        "cluster",
-        "clusters",
-        "pipeline",
-        "pipelines",
-        "build",
-        "builds",
-        "server",
-        "servers",
-        "database",
-        "databases",
-        "db",
-        "cache",
-        "caches",
-        "queue",
-        "queues",
-        "worker",
-        "workers",
-        "pod",
-        "pods",
-        "container",
-        "containers",
-        "system",
-        "systems",
-        "tool",
-        "tools",
-        "bot",
-        "bots",
-        "automation",
-        "monitor",
-        "monitoring",
-        "dashboard",
-        "runbook",
-        "deploy",
-        "deployment",
-        "deployments",
-        "process",
-        "processes",
-        "request",
-        "requests",
-        "query",
-        "queries",
-        "probe",
-        "probes",
-        "test",
-        "tests",
-        "suite",
-        "config",
-        "configuration",
-        "code",
-        "function",
-        "functions",
-        "command",
-        "commands",
-        "migration",
-        "migrations",
-        "backup",
-        "backups",
-        "replica",
-        "replicas",
-        "primary",
-        "proxy",
-        "balancer",
-        "controller",
-        "scheduler",
-        "daemon",
-        "agent",
-        "agents",
-        "webhook",
-        "webhooks",
-        "api",
-        "endpoint",
-        "endpoints",
-        "app",
-        "application",
-        "applications",
-        "disk",
-        "disks",
-        "network",
-        "certificate",
-        "certificates",
-        "flag",
-        "flags",
-    ]
+    "script scripts job jobs service services check checks alert alerts retry retries "
+    "cron canary node nodes cluster clusters pipeline pipelines build builds server "
+    "servers database databases db cache caches queue queues worker workers pod pods "
+    "container containers system systems tool tools bot bots automation monitor "
+    "monitoring dashboard runbook deploy deployment deployments process processes request "
+    "requests query queries probe probes test tests suite config configuration code "
+    "function functions command commands migration migrations backup backups replica "
+    "replicas primary proxy balancer controller scheduler daemon agent agents webhook "
+    "webhooks api endpoint endpoints app application applications disk disks network "
+    "certificate certificates flag flags".split()
+)
+# Adjectives that make a possessed thing an act of its owner: "her broken config".
+FAULT_ADJECTIVES = frozenset(
+    "misconfigured broken faulty bad buggy careless sloppy wrong incorrect botched mistyped "
+    "untested reckless negligent hasty".split()
 )
 # Tools and services that are named like people or get PERSON labels; they are systems.
 SYSTEM_NAMES = frozenset(
-    [
-        "jenkins",
-        "github",
-        "gitlab",
-        "bitbucket",
-        "terraform",
-        "ansible",
-        "kubernetes",
-        "k8s",
-        "argo",
-        "argocd",
-        "dependabot",
-        "renovate",
-        "cron",
-        "puppet",
-        "chef",
-        "helm",
-        "circleci",
-        "travis",
-        "buildkite",
-        "spinnaker",
-        "heroku",
-        "aws",
-        "gcp",
-        "azure",
-        "cloudflare",
-        "datadog",
-        "pagerduty",
-        "grafana",
-        "prometheus",
-        "sentry",
-        "slack",
-        "jira",
-        "confluence",
-        "docker",
-        "postgres",
-        "postgresql",
-        "mysql",
-        "redis",
-        "kafka",
-        "nginx",
-        "okta",
-        "vault",
-        "consul",
-        "nomad",
-    ]
+    "jenkins github gitlab bitbucket terraform ansible kubernetes k8s argo argocd "
+    "dependabot renovate cron puppet chef helm circleci travis buildkite spinnaker heroku "
+    "aws gcp azure cloudflare datadog pagerduty grafana prometheus sentry slack jira "
+    "confluence docker postgres postgresql mysql redis kafka nginx okta vault consul "
+    "nomad".split()
 )
 TRUSTED_NON_PERSON = frozenset(
-    [
-        "ORG",
-        "PRODUCT",
-        "GPE",
-        "FAC",
-        "LOC",
-        "EVENT",
-        "WORK_OF_ART",
-        "LAW",
-        "LANGUAGE",
-        "DATE",
-        "TIME",
-        "MONEY",
-    ]
+    "ORG PRODUCT GPE FAC LOC EVENT WORK_OF_ART LAW LANGUAGE DATE TIME MONEY".split()
 )
 _MENTION = re.compile(r"^@[A-Za-z0-9][\w.-]*$")
 _CALENDAR = frozenset(
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-    ]
+    "monday tuesday wednesday thursday friday saturday sunday january february march "
+    "april may june july august september october november december".split()
 )
 # log-prob margin of the capitalised form over the lowercase one that marks a given name
 NAME_MARGIN = 1.0
-COMMON_WORD = -14.0  # log-prob above which a lowercase word is an ordinary English word
+COMMON_WORD = -14.0
+PROB_FLOOR = -19.4  # log-prob above which a lowercase word is an ordinary English word
 
 
 class Roster:
@@ -340,6 +97,22 @@ class Roster:
 
     def __contains__(self, word: str) -> bool:
         return word.lstrip("@").lower() in self.parts
+
+
+_NOT_PLURAL = frozenset(
+    "was is has does its this thus always sometimes perhaps status process access address "
+    "analysis basis class less loss across yes bus dns https alias canvas series news".split()
+)
+
+
+def _looks_plural(lower: str) -> bool:
+    return (
+        len(lower) > 3
+        and lower.isalpha()
+        and lower.endswith("s")
+        and not lower.endswith(("ss", "us", "is"))
+        and lower not in _NOT_PLURAL
+    )
 
 
 def _role(lower: str) -> bool:
@@ -373,6 +146,8 @@ class PersonLexicon:
         if lower in SYSTEM_NAMES or lower in _CALENDAR or lower in ROLE_NOUNS:
             return False
         cap, low = self.prob.get(text), self.prob.get(lower)
+        if low is not None and low <= PROB_FLOOR:
+            low = None  # the table's floor value: seen too rarely to count
         if lower.endswith("ly") and low is not None and low > COMMON_WORD:
             return False  # "Additionally", "Luckily": sentence adverbs, capitalised at the start
         doc = token.doc
@@ -390,6 +165,8 @@ class PersonLexicon:
             return self._possessive(token, POSSESSIVES[lower])
         if lower in SELF_PRONOUNS:
             return SELF
+        if lower in PLURAL_PRONOUNS:
+            return self._antecedent(token)
         if lower in OTHER_PRONOUNS or _MENTION.match(token.text):
             return OTHER
         if lower in SYSTEM_NAMES:
@@ -425,11 +202,27 @@ class PersonLexicon:
             return self._possessive(nxt, kind)
         return kind
 
+    def _antecedent(self, token: Token) -> str:
+        """'They' is a person unless the nearest plural noun before it is a thing:
+        "the components … they did not keep enough history"."""
+        doc = token.doc
+        for prev in reversed(doc[max(0, token.i - ANTECEDENT_WINDOW) : token.i]):
+            lower = prev.lower_
+            if lower in PLURAL_PRONOUNS or lower in SELF_PRONOUNS:
+                continue
+            plural = prev.tag_ in ("NNS", "NNPS") if self.use_ner else _looks_plural(lower)
+            if not plural:
+                continue
+            return OTHER if _role(lower) else ""
+        return OTHER
+
     @staticmethod
     def _possessive(token: Token, kind: str) -> str:
         doc = token.doc
         for nxt in doc[token.i + 1 : min(len(doc), token.i + 4)]:
             if nxt.lower_ in PERSON_ACTION_NOUNS or nxt.lemma_ in PERSON_ACTION_NOUNS:
+                return kind
+            if nxt.lower_ in FAULT_ADJECTIVES:  # "Rohan's misconfigured rule"
                 return kind
             if nxt.is_punct:
                 break
