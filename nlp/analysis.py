@@ -45,11 +45,14 @@ def analyse(
     findings: list[Finding] = []
     blocks = [b for b in document.blocks if b.text.strip()]
     docs = pipeline.nlp.pipe(b.text for b in blocks)
+    action_scope: dict[str, bool] = {}  # by section heading; headings repeat across blocks
     for block, doc in zip(blocks, docs, strict=True):
+        if block.section not in action_scope:
+            action_scope[block.section] = in_action_section(block, policy)
         hits = compiled.run(
             doc,
             roster,
-            action_scope=in_action_section(block, policy),
+            action_scope=action_scope[block.section],
             quoted=block.quoted,
         )
         for hit in hits:

@@ -8,14 +8,17 @@ the dependency subject in trained mode, the clause to the left in blank mode.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from spacy.attrs import LEMMA, LOWER
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span, Token
 
 from nlp.model import SEVERITIES, severity_rank
+from nlp.names import name_table
 from nlp.people import (
     OTHER,
     PERSON_ACTION_NOUNS,
@@ -59,16 +62,11 @@ class CompiledPack:
         self.pipeline = pipeline
         self.skipped: list[str] = []
         self.rules: list[Rule] = []
-        self.people = PersonLexicon(pipeline.lexeme_prob, use_ner="ner" in pipeline.provides)
+        self.people = PersonLexicon(name_table(), use_ner="ner" in pipeline.provides)
         vocab = pipeline.nlp.vocab
-        self.matcher = Matcher(vocab)
-        self.unless = Matcher(vocab)
-        self.context = Matcher(vocab)
-        self.unless_sentence = Matcher(vocab)
-        self.skip = Matcher(vocab)
-        if pack.skip_sentences:
-            self.skip.add("skip", [list(p) for p in pack.skip_sentences])
+        self.skip = _matcher(vocab, "skip", pack.skip_sentences)
         self._lock = threading.Lock()
+        self.compiled: list[_RuleMatchers] = []
         for rule in pack.active:
             missing = rule.requires - pipeline.provides
             if missing:
@@ -78,13 +76,7 @@ class CompiledPack:
                 )
                 continue
             self.rules.append(rule)
-            self.matcher.add(rule.id, [list(p) for p in rule.patterns])
-            if rule.unless:
-                self.unless.add(rule.id, [list(p) for p in rule.unless])
-            if rule.context:
-                self.context.add(rule.id, [list(p) for p in rule.context])
-            if rule.unless_sentence:
-                self.unless_sentence.add(rule.id, [list(p) for p in rule.unless_sentence])
+            self.compiled.append(_RuleMatchers(rule, vocab))
         self.by_id = {r.id: r for r in self.rules}
 
     def run(
@@ -97,58 +89,73 @@ class CompiledPack:
         only: str | None = None,
     ) -> list[Hit]:
         """Findings for one parsed block; `only` keeps one rule and skips deduplication."""
-        kinds = self.people.annotate(doc, roster)
-        for token, kind in zip(doc, kinds, strict=True):
-            token._.pmg_person = kind
-        vocab_strings = doc.vocab.strings
+        words = DocWords(doc)
+        candidates = [
+            c
+            for c in self.compiled
+            if (only is None or c.rule.id == only)
+            and _in_scope(c.rule, action_scope)
+            and c.may_match(words)
+        ]
+        if not candidates:
+            return []
+        # Classifying every token is the costliest step: do it only when a pattern reads the
+        # person attribute or when something matched.
+        kinds: list[str] | None = None
+        if any(c.uses_person for c in candidates):
+            kinds = self._annotate(doc, roster)
         # Matchers keep no per-call state, but a lock keeps them safe should spaCy change that.
         with self._lock:
-            matches = _run(self.matcher, doc)
-            vetoes = _run(self.unless, doc)
-            contexts = _run(self.context, doc)
-            sentence_vetoes = _run(self.unless_sentence, doc)
+            found = [(c, c.matcher(doc)) for c in candidates]
+            found = [(c, m) for c, m in found if m]
+            if not found:
+                return []
+            if kinds is None:
+                kinds = self._annotate(doc, roster)
             skipped = {doc[s].sent.start for _k, s, _e in _run(self.skip, doc)}
-        veto_spans: dict[str, list[tuple[int, int]]] = {}
-        for key, s, e in vetoes:
-            veto_spans.setdefault(vocab_strings[key], []).append((s, e))
-        context_sents = _sentences_by_rule(doc, contexts)
-        vetoed_sents = _sentences_by_rule(doc, sentence_vetoes)
+            checks = [
+                (c, m, _run(c.unless, doc), _run(c.context, doc), _run(c.unless_sentence, doc))
+                for c, m in found
+            ]
 
         hits: list[tuple[int, int, Hit]] = []
-        for key, s, e in matches:
-            rule = self.by_id[vocab_strings[key]]
-            if only is not None and rule.id != only:
-                continue
-            if rule.scope == "body" and action_scope:
-                continue
-            if rule.scope == "action_items" and not action_scope:
-                continue
-            if any(vs < e and s < ve for vs, ve in veto_spans.get(rule.id, ())):
-                continue
-            span = doc[s:e]
-            sent = span.sent
-            if rule.context and sent.start not in context_sents.get(rule.id, ()):
-                continue
-            if sent.start in skipped or sent.start in vetoed_sents.get(rule.id, ()):
-                continue
-            who = self._who(rule, span, kinds)
-            if who is None:
-                continue
-            severity = self._severity(rule, who, quoted)
-            if severity is None:
-                continue
-            hit = Hit(
-                rule=rule,
-                start=span.start_char,
-                end=span.end_char,
-                severity=severity,
-                sentence=sent.text,
-                suggestion=suggest(rule.suggestion, span, kinds, self.pipeline.mode),
-            )
-            hits.append((sent.start, s, hit))
+        for compiled, matches, vetoes, contexts, sentence_vetoes in checks:
+            rule = compiled.rule
+            context_sents = {doc[s].sent.start for _k, s, _e in contexts}
+            vetoed_sents = {doc[s].sent.start for _k, s, _e in sentence_vetoes}
+            for _key, s, e in matches:
+                if any(vs < e and s < ve for _k, vs, ve in vetoes):
+                    continue
+                span = doc[s:e]
+                sent = span.sent
+                if rule.context and sent.start not in context_sents:
+                    continue
+                if sent.start in skipped or sent.start in vetoed_sents:
+                    continue
+                who = self._who(rule, span, kinds)
+                if who is None:
+                    continue
+                severity = self._severity(rule, who, quoted)
+                if severity is None:
+                    continue
+                hit = Hit(
+                    rule=rule,
+                    start=span.start_char,
+                    end=span.end_char,
+                    severity=severity,
+                    sentence=sent.text,
+                    suggestion=suggest(rule.suggestion, span, kinds, self.pipeline.mode),
+                )
+                hits.append((sent.start, s, hit))
         if only is not None:
             return [h for _a, _b, h in hits]
         return self._one_per_span(hits)
+
+    def _annotate(self, doc: Doc, roster: Roster) -> list[str]:
+        kinds = self.people.annotate(doc, roster)
+        for token, kind in zip(doc, kinds, strict=True):
+            token._.pmg_person = kind
+        return kinds
 
     def _who(self, rule: Rule, span: Span, kinds: Sequence[str]) -> str | None:
         """The person kind behind a match; None when the rule's agent guard fails."""
@@ -197,15 +204,110 @@ class CompiledPack:
         return out
 
 
-def _run(matcher: Matcher, doc: Doc) -> list:
-    return matcher(doc) if len(matcher) else []
+def _run(matcher: Matcher | None, doc: Doc) -> list:
+    return matcher(doc) if matcher is not None else []
 
 
-def _sentences_by_rule(doc: Doc, matches: list) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
-    for key, s, _e in matches:
-        out.setdefault(doc.vocab.strings[key], set()).add(doc[s].sent.start)
-    return out
+def _matcher(vocab, key: str, patterns: tuple) -> Matcher | None:
+    if not patterns:
+        return None
+    matcher = Matcher(vocab)
+    matcher.add(key, [list(p) for p in patterns])
+    return matcher
+
+
+def _in_scope(rule: Rule, action_scope: bool) -> bool:
+    if rule.scope == "body":
+        return not action_scope
+    if rule.scope == "action_items":
+        return action_scope
+    return True
+
+
+_WORD_KEYS = ("LOWER", "LEMMA", "ORTH", "TEXT", "NORM")
+
+
+class DocWords:
+    """The word and lemma hashes of a doc, read in one C call (iterating Token objects
+    would cost more than the matching it saves), and its distinct lowercase words for
+    regular-expression anchors, built only when asked."""
+
+    def __init__(self, doc: Doc) -> None:
+        self.doc = doc
+        self.hashes = set(doc.to_array([LOWER, LEMMA]).ravel().tolist())
+        self._lowers: list[str] | None = None
+
+    @property
+    def lowers(self) -> list[str]:
+        if self._lowers is None:
+            strings = self.doc.vocab.strings
+            self._lowers = [strings[h] for h in set(self.doc.to_array([LOWER]).tolist())]
+        return self._lowers
+
+
+class _Anchor:
+    """What one pattern needs present: every required token's word list must meet the doc's
+    words (or, for a pattern of regular expressions only, some word must match the first);
+    `always` when nothing can be read off the pattern."""
+
+    def __init__(self, pattern: tuple, strings) -> None:
+        self.required: list[frozenset[int]] = []
+        self.regex: re.Pattern[str] | None = None
+        for token in pattern:
+            if token.get("OP") not in (None, "+"):
+                continue  # optional or negated tokens need not be present
+            for key in _WORD_KEYS:
+                value = token.get(key)
+                words = None
+                if isinstance(value, str):
+                    words = [value.lower()]
+                elif isinstance(value, dict) and isinstance(value.get("IN"), list):
+                    words = [str(v).lower() for v in value["IN"]]
+                elif (
+                    isinstance(value, dict)
+                    and isinstance(value.get("REGEX"), str)
+                    and self.regex is None
+                    and key in ("LOWER", "TEXT", "ORTH")
+                ):
+                    flags = re.IGNORECASE if key != "LOWER" else 0
+                    self.regex = re.compile(value["REGEX"], flags)
+                if words is not None:
+                    self.required.append(frozenset(strings.add(w) for w in words))
+        # Cheapest test first: the rarest-looking list rejects most blocks at once.
+        self.required.sort(key=len)
+        if self.required:
+            self.regex = None
+        self.always = not self.required and self.regex is None
+
+    def present(self, words: DocWords) -> bool:
+        if self.always:
+            return True
+        if self.required:
+            return all(not req.isdisjoint(words.hashes) for req in self.required)
+        return any(self.regex.search(w) for w in words.lowers)
+
+
+class _RuleMatchers:
+    """One rule's matchers, with what must be present for it to fire at all: most blocks
+    contain no anchor of most rules, and skipping the Matcher for them is what keeps the
+    rules cheap next to the pipeline."""
+
+    def __init__(self, rule: Rule, vocab) -> None:
+        self.rule = rule
+        self.matcher = _matcher(vocab, rule.id, rule.patterns)
+        self.unless = _matcher(vocab, rule.id, rule.unless)
+        self.context = _matcher(vocab, rule.id, rule.context)
+        self.unless_sentence = _matcher(vocab, rule.id, rule.unless_sentence)
+        self.anchors = [_Anchor(p, vocab.strings) for p in rule.patterns]
+        self.uses_person = any(
+            "_" in token
+            for key in ("patterns", "unless", "context", "unless_sentence")
+            for pattern in getattr(rule, key)
+            for token in pattern
+        )
+
+    def may_match(self, words: DocWords) -> bool:
+        return any(a.present(words) for a in self.anchors)
 
 
 def _cap(severity: str, ceiling: str) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from spacy.tokens import Doc, Span, Token
+
+from nlp.names import NameTable
 
 OTHER = "other"
 SELF = "self"
@@ -77,10 +78,6 @@ _CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march "
     "april may june july august september october november december".split()
 )
-# log-prob margin of the capitalised form over the lowercase one that marks a given name
-NAME_MARGIN = 1.0
-COMMON_WORD = -14.0
-PROB_FLOOR = -19.4  # log-prob above which a lowercase word is an ordinary English word
 
 
 class Roster:
@@ -132,8 +129,8 @@ def _role(lower: str) -> bool:
 class PersonLexicon:
     """Classifies tokens as a person (`other` or `self`) or not, for one pipeline."""
 
-    def __init__(self, lexeme_prob: Any, use_ner: bool) -> None:
-        self.prob = lexeme_prob
+    def __init__(self, names: NameTable, use_ner: bool) -> None:
+        self.names = names
         self.use_ner = use_ner
 
     def looks_like_name(self, token: Token) -> bool:
@@ -145,18 +142,12 @@ class PersonLexicon:
         lower = text.lower()
         if lower in SYSTEM_NAMES or lower in _CALENDAR or lower in ROLE_NOUNS:
             return False
-        cap, low = self.prob.get(text), self.prob.get(lower)
-        if low is not None and low <= PROB_FLOOR:
-            low = None  # the table's floor value: seen too rarely to count
-        if lower.endswith("ly") and low is not None and low > COMMON_WORD:
+        if self.names.is_sentence_adverb(lower):
             return False  # "Additionally", "Luckily": sentence adverbs, capitalised at the start
         doc = token.doc
         if token.is_sent_start and token.i + 1 < len(doc) and doc[token.i + 1].is_punct:
             return False  # "Meanwhile, …"
-        if cap is None:
-            # Unknown to the tables in either case: most often a given name.
-            return low is None
-        return low is None or cap - low >= NAME_MARGIN
+        return self.names.is_name(text)
 
     def kind(self, token: Token, roster: Roster) -> str:
         """`other`, `self` or '' for one token, without looking at its neighbours."""

@@ -10,12 +10,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import spacy
 from spacy.language import Language
-from spacy.lookups import load_lookups
 from spacy.tokens import Doc
 from spacy.util import compile_infix_regex
 
@@ -32,8 +31,7 @@ class Pipeline:
     nlp: Language
     mode: str  # trained | blank
     name: str
-    # Capitalised-vs-lowercase log-probabilities; the name heuristic reads them.
-    lexeme_prob: Any = field(default=None, repr=False)
+
 
     @property
     def provides(self) -> frozenset[str]:
@@ -86,7 +84,7 @@ def _trained(name: str) -> Pipeline:
     except OSError as exc:  # a package that is not a spaCy pipeline
         raise ModelError(f"cannot load spaCy model {name!r}: {exc}") from exc
     _keep_hyphenated_words(nlp)
-    return Pipeline(nlp=nlp, mode="trained", name=name, lexeme_prob=_lexeme_prob())
+    return Pipeline(nlp=nlp, mode="trained", name=name)
 
 
 def _blank() -> Pipeline:
@@ -96,7 +94,7 @@ def _blank() -> Pipeline:
     nlp.initialize()
     nlp.add_pipe("pmg_lowercase_lemmas")
     _keep_hyphenated_words(nlp)
-    return Pipeline(nlp=nlp, mode="blank", name="blank", lexeme_prob=_lexeme_prob())
+    return Pipeline(nlp=nlp, mode="blank", name="blank")
 
 
 @Language.factory("pmg_lowercase_lemmas")
@@ -122,14 +120,3 @@ def _keep_hyphenated_words(nlp: Language) -> None:
 
 
 _HYPHEN_INFIX = "(?:-|–|—|--|---|——|~)"
-
-
-_prob_table: Any = None
-
-
-def _lexeme_prob() -> Any:
-    """spaCy's lookup Table of word log-probabilities (keys are hashed; use .get(str))."""
-    global _prob_table
-    if _prob_table is None:
-        _prob_table = load_lookups("en", ["lexeme_prob"]).get_table("lexeme_prob")
-    return _prob_table

@@ -325,6 +325,18 @@ def _build_markdown_parser() -> Any:
     return md
 
 
+_TOML_FRONT_MATTER = re.compile(r"\A\+\+\+[ \t]*\r?\n.*?^\+\+\+[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def _blank_toml_front_matter(source: str) -> str:
+    """Hugo/Zola `+++` front matter becomes spaces of the same length, so no offset moves."""
+    m = _TOML_FRONT_MATTER.match(source)
+    if not m:
+        return source
+    blanked = re.sub(r"[^\r\n]", " ", m.group(0))
+    return blanked + source[m.end() :]
+
+
 _CHECKBOX_RE = re.compile(r"\[([ xX])\](?:[ \t]|$)")
 _COMMENT_RE = re.compile(r"<!--(.*?)-->", re.DOTALL)
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -437,7 +449,7 @@ class _MarkdownReader:
     # ---- block level -------------------------------------------------------------------
 
     def read(self) -> tuple[list[Block], list[Directive], list[str]]:
-        tokens = _markdown_parser().parse(self.source)
+        tokens = _markdown_parser().parse(_blank_toml_front_matter(self.source))
         containers: list[str] = []  # "item" / "quote"
         items: list[_ItemFrame] = []
         list_depth = 0

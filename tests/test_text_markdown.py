@@ -439,3 +439,11 @@ def test_property_offsets_map_back_to_source(source):
 def test_property_arbitrary_markdown_never_breaks_offsets(source):
     doc = parse(source)
     assert_offsets(doc)
+
+
+def test_toml_front_matter_is_skipped_without_moving_offsets() -> None:
+    source = '+++\ntitle = "Broken downloads"\nauthors = ["Jo"]\n+++\n\nThe cache broke.\n'
+    doc = parse(source)
+    assert [b.text for b in doc.blocks] == ["The cache broke."]
+    block = doc.blocks[0]
+    assert source[block.starts[0] : block.ends[-1]] == "The cache broke."
