@@ -394,6 +394,15 @@ def subject_kind(subject: Token, kinds: Sequence[str]) -> str:
     return phrase_kind(group, kinds)
 
 
+def _opens_clause(doc: Doc, span: Span) -> bool:
+    for t in reversed(doc[span.sent.start : span.start]):
+        if t.lower_ in CLAUSE_BREAKS or t.is_punct:
+            return True
+        if not t.lower_.endswith("ly"):
+            return False
+    return True
+
+
 def _adjacent(doc: Doc, i: int, start: int) -> bool:
     """Only adverbs, auxiliaries and negation stand between token i and position start."""
     return all(
@@ -463,6 +472,10 @@ def clause_kind(span: Span, kinds: Sequence[str]) -> str:
             return ""  # "the script failed to start": a thing right before the verb acts
     if found:
         return found
+    # Only a match that opens its clause ("Obviously the engineer…") may look right for its
+    # agent; after a verb, the words that follow are its object.
+    if not _opens_clause(doc, span):
+        return ""
     for i in range(span.end, min(sent.end, span.end + 4)):
         if doc[i].lower_ in CLAUSE_BREAKS:
             break

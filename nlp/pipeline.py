@@ -68,14 +68,21 @@ def _load(key: str) -> Pipeline:
         return _blank()
     if key == "auto":
         for name in TRAINED_CANDIDATES:
-            if importlib.util.find_spec(name) is not None:
+            if _installed(name):
                 return _trained(name)
         return _blank()
-    if importlib.util.find_spec(key) is None:
+    if not _installed(key):
         raise ModelError(
             f"spaCy model {key!r} is not installed (use 'auto', 'blank' or an installed package)"
         )
     return _trained(key)
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # "pkg.sub" with no "pkg", or an empty name
+        return False
 
 
 def _trained(name: str) -> Pipeline:

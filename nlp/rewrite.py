@@ -102,6 +102,8 @@ def _blank_action(span: Span) -> list[Token]:
             start -= 1
     elif last.lemma_.lower() in FRAME_LEMMAS or last.lower_ == "to":
         start = span.end
+    elif len(span) > 1 and _verb_like(first):
+        start = span.start  # "missed | the second alert": the match opens with its verb
     else:
         start = last.i
     while start < sent.end and doc[start].lower_ in ("to", "not", "n't", "have", "'ve"):
@@ -124,6 +126,15 @@ def _tidy(tokens: list[Token]) -> list[Token]:
     while len(tokens) > 1 and tokens[-1].lower_ in DANGLING:
         tokens = tokens[:-1]
     return tokens
+
+
+def _verb_like(token: Token) -> bool:
+    lower = token.lower_
+    if lower in FRAME_LEMMAS or lower in DETERMINERS or lower in PREPOSITIONAL:
+        return False
+    if lower.endswith("ly") or token.is_punct:
+        return False
+    return token.lemma_.lower() != lower or lower.endswith("ed")
 
 
 def fill(template: str, span: Span, kinds: Sequence[str], mode: str) -> str:
@@ -149,10 +160,16 @@ def fill(template: str, span: Span, kinds: Sequence[str], mode: str) -> str:
 
 def _actor(span: Span, kinds: Sequence[str]) -> str:
     """The role named in the sentence ("the on-call engineer"), never a person's name."""
+    doc = span.doc
     for t in span.sent:
         if kinds[t.i] == OTHER and (t.lower_ in ROLE_NOUNS or t.lower_.rstrip("s") in ROLE_NOUNS):
-            compound = [c for c in t.lefts if c.dep_ == "compound"]
-            words = [c.lower_ for c in compound] + [t.lower_]
+            nxt = doc[t.i + 1] if t.i + 1 < len(doc) else None
+            if nxt is not None and kinds[nxt.i] == OTHER and nxt.lower_.rstrip("s") in ROLE_NOUNS:
+                continue  # "on-call | engineer": the head noun names the role
+            prev = doc[t.i - 1] if t.i > 0 else None
+            words = [t.lower_]
+            if prev is not None and prev.lower_.rstrip("s") in ROLE_NOUNS:
+                words.insert(0, prev.lower_)
             return "the " + " ".join(words)
     return "the people involved"
 

@@ -137,3 +137,23 @@ def test_concurrent_analysis_gives_the_same_answers(model: str) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda t: [h.rule.id for h in hits(model, t)], texts))
     assert got == expected
+
+
+def test_a_dotted_unknown_model_is_a_model_error() -> None:
+    with pytest.raises(ModelError):
+        get_pipeline("nosuchpackage.submodule")
+
+
+def test_a_person_after_the_verb_is_its_object_not_its_agent(model: str) -> None:
+    text = "Which signal would have told the responder within five minutes that writes queued?"
+    assert hits(model, text) == []
+
+
+def test_missed_signal_suggestion_asks_about_the_signal(model: str) -> None:
+    [hit] = hits(model, "The operator missed the second disk-space alert.")
+    assert "What made the second disk-space alert easy to miss" in hit.suggestion
+
+
+def test_actor_keeps_the_whole_role(model: str) -> None:
+    [hit] = hits(model, "The on-call engineer should have checked the replica.")
+    assert "the on-call engineer" in hit.suggestion
