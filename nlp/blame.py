@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spacy.attrs import LEMMA, LOWER
@@ -482,10 +482,6 @@ def clause_kind(span: Span, kinds: Sequence[str]) -> str:
         if kinds[i] and doc[i].lower_ not in OBJECT_PRONOUNS:
             return kinds[i]
     return ""
-
-
-def sentence_people(sent: Span, kinds: Sequence[str]) -> Iterable[Token]:
-    return (t for t in sent if kinds[t.i])
 
 
 _compiled: dict[tuple[int, str], tuple[RulePack, CompiledPack]] = {}

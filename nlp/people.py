@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from spacy.tokens import Doc, Span, Token
+from spacy.tokens import Doc, Token
 
 from nlp.names import NameTable
 
@@ -70,9 +70,9 @@ SYSTEM_NAMES = frozenset(
     "confluence docker postgres postgresql mysql redis kafka nginx okta vault consul "
     "nomad".split()
 )
-TRUSTED_NON_PERSON = frozenset(
-    "ORG PRODUCT GPE FAC LOC EVENT WORK_OF_ART LAW LANGUAGE DATE TIME MONEY".split()
-)
+# Tags a name never gets; ADJ and ADV are not here because small models give them to
+# unfamiliar first names ("Anneliese" as an adjective).
+NOT_NAME_POS = frozenset("VERB AUX ADP DET CCONJ SCONJ PART NUM PUNCT SYM INTJ".split())
 _MENTION = re.compile(r"^@[A-Za-z0-9][\w.-]*$")
 _CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march "
@@ -178,7 +178,7 @@ class PersonLexicon:
         if self.looks_like_name(token):
             # Small models label plenty of first names ORG or GPE; the lookup tables' "far
             # more common capitalised" test is the better witness for a single word.
-            if self.use_ner and token.pos_ not in ("PROPN", "NOUN", "X", ""):
+            if self.use_ner and token.pos_ in NOT_NAME_POS:
                 return ""
             if self.use_ner and token.ent_type_ and token.ent_iob_ == "I":
                 return ""  # inside a multi-word organisation or product name
@@ -234,7 +234,3 @@ def phrase_kind(tokens: Sequence[Token], kinds: Sequence[str]) -> str:
         if k == SELF:
             found = SELF
     return found
-
-
-def span_people(span: Span, kinds: Sequence[str]) -> str:
-    return phrase_kind(list(span), kinds)

@@ -437,7 +437,3 @@ def _register_extension() -> None:
 
     if not Token.has_extension("pmg_person"):
         Token.set_extension("pmg_person", default="")
-
-
-def dump_rule_ids(pack: RulePack) -> list[str]:
-    return [r.id for r in pack.rules]
