@@ -74,7 +74,10 @@ def test_every_finding_span_is_exactly_its_text(parts, newline) -> None:
 
 
 def test_findings_point_into_jira_markup(model: str) -> None:
-    source = "h2. What happened\n\n*Anneliese* forgot to drain the node.\n\n{code}\nforgot to\n{code}\n"
+    source = (
+        "h2. What happened\n\n*Anneliese* forgot to drain the node.\n\n"
+        "{code}\nforgot to\n{code}\n"
+    )
     analysis = analyse(source, fmt="jira", model=model)
     [finding] = [f for f in analysis.findings if f.category != "action-items"]
     assert finding.text == "forgot" or finding.text.startswith("forgot")
