@@ -823,15 +823,7 @@ def _finding(
     doc: Document, rule: str, start: int, end: int, sentence: str = "", **fmt: Any
 ) -> Finding:
     severity, message, suggestion = _MESSAGES[rule]
-    line, column = doc.line_col(start)
-    end_line, end_column = doc.line_col(end)
-    suppressed, justification = False, ""
-    lookup = getattr(doc, "suppression_for", None)
-    if callable(lookup):
-        directive = lookup(rule, line)
-        if directive is not None:
-            suppressed, justification = True, getattr(directive, "reason", "") or ""
-    return Finding(
+    return doc.finding(
         rule=rule,
         category=CATEGORY,
         severity=severity,
@@ -839,14 +831,7 @@ def _finding(
         suggestion=suggestion.format(**fmt),
         start=start,
         end=end,
-        line=line,
-        column=column,
-        end_line=end_line,
-        end_column=end_column,
-        text=doc.source[start:end],
         sentence=sentence,
-        suppressed=suppressed,
-        justification=justification,
     )
 
 

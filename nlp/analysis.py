@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from nlp import text as textmod
 from nlp.actions import check_action_items, in_action_section
-from nlp.blame import compile_pack
+from nlp.blame import Hit, compile_pack
 from nlp.model import Analysis, Block, Finding
 from nlp.people import Roster
 from nlp.pipeline import get_pipeline
@@ -71,12 +71,9 @@ def analyse(
     return analysis
 
 
-def _finding(document: textmod.Document, block: Block, hit) -> Finding:
+def _finding(document: textmod.Document, block: Block, hit: Hit) -> Finding:
     start, end = block.source_span(hit.start, hit.end)
-    line, column = document.line_col(start)
-    end_line, end_column = document.line_col(end)
-    directive = document.suppression_for(hit.rule.id, line)
-    return Finding(
+    return document.finding(
         rule=hit.rule.id,
         category=hit.rule.category,
         severity=hit.severity,
@@ -84,12 +81,5 @@ def _finding(document: textmod.Document, block: Block, hit) -> Finding:
         suggestion=hit.suggestion,
         start=start,
         end=end,
-        line=line,
-        column=column,
-        end_line=end_line,
-        end_column=end_column,
-        text=document.source[start:end],
         sentence=hit.sentence,
-        suppressed=directive is not None,
-        justification=directive.reason if directive is not None else "",
     )

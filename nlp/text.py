@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import PurePath
 from typing import Any
 
-from nlp.model import Block, Directive
+from nlp.model import Block, Directive, Finding
 
 __all__ = ["FORMATS", "Document", "TextFormatError", "detect_format", "parse"]
 
@@ -72,6 +72,41 @@ class Document:
         starts = self._line_starts
         index = bisect.bisect_right(starts, offset) - 1
         return index + 1, offset - starts[index] + 1
+
+    def finding(
+        self,
+        *,
+        rule: str,
+        category: str,
+        severity: str,
+        message: str,
+        suggestion: str,
+        start: int,
+        end: int,
+        sentence: str = "",
+    ) -> Finding:
+        """A finding over source[start:end], placed by line and column and marked suppressed
+        when a directive covers its first line."""
+        line, column = self.line_col(start)
+        end_line, end_column = self.line_col(end)
+        directive = self.suppression_for(rule, line)
+        return Finding(
+            rule=rule,
+            category=category,
+            severity=severity,
+            message=message,
+            suggestion=suggestion,
+            start=start,
+            end=end,
+            line=line,
+            column=column,
+            end_line=end_line,
+            end_column=end_column,
+            text=self.source[start:end],
+            sentence=sentence,
+            suppressed=directive is not None,
+            justification=directive.reason if directive is not None else "",
+        )
 
     def suppression_for(self, rule_id: str, line: int) -> Directive | None:
         """The directive that silences `rule_id` on source `line`, or None.
