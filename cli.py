@@ -3,6 +3,7 @@
     pmguard lint PATH... | -      check postmortems for blame language and action items
     pmguard rules test [PACK]     run every rule's own examples
     pmguard rules list [PACK]     list a pack's rules
+    pmguard serve | worker | db upgrade | reconcile | jobs   the service (cli_service.py)
 
 Exit codes of `lint`: 0 when no unsuppressed finding is at or above --min-severity, 1 when
 one is, 2 on a usage or input error (one line on stderr starting "pmguard: ").
@@ -333,6 +334,14 @@ def _load_pack(pack_path: str | None):
     except PackError as exc:
         raise CliError(str(exc)) from None
 
+
+def _register_service_commands() -> None:
+    from cli_service import register
+
+    register(main)
+
+
+_register_service_commands()
 
 if __name__ == "__main__":
     main(prog_name="pmguard")

@@ -7,6 +7,7 @@ exclusive (the column just after the last character), as SARIF's `endColumn` is.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 SEVERITIES = ("info", "warning", "error")
@@ -72,6 +73,13 @@ class Finding:
     sentence: str = ""
     suppressed: bool = False
     justification: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the rule id and the sentence (whitespace and case folded): stable across
+        edits that only move the sentence, so a reviewer's decision survives a re-check."""
+        sentence = " ".join((self.sentence or self.text).split()).casefold()
+        return hashlib.sha256(f"{self.rule}\n{sentence}".encode()).hexdigest()[:32]
 
     def to_dict(self) -> dict:
         return {

@@ -14,7 +14,6 @@ still see what was silenced and why.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import posixpath
 import re
 from collections import Counter
@@ -161,10 +160,7 @@ def rule_name(rule_id: str) -> str:
 
 
 def fingerprint_base(finding: Finding) -> str:
-    """Hash of the rule id and the sentence (whitespace and case folded), stable across edits
-    that only move the sentence to another line."""
-    sentence = " ".join((finding.sentence or finding.text).split()).casefold()
-    return hashlib.sha256(f"{finding.rule}\n{sentence}".encode()).hexdigest()[:32]
+    return finding.fingerprint
 
 
 def artifact_location(path: str, root: str | None = None) -> dict:

@@ -1,0 +1,196 @@
+"""`pmguard serve`, `worker`, `db upgrade`, `reconcile` and `jobs`: the service commands.
+
+Kept apart from cli.py's linting so `pmguard lint` never imports Flask, SQLAlchemy or huey.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+
+import click
+
+
+def CliError(message: str):  # noqa: N802 - reads like the exception it builds
+    from cli import CliError as _CliError
+
+    return _CliError(message)
+
+
+def _settings():
+    from settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _service(settings):
+    from worker.service import Service
+
+    return Service(settings)
+
+
+def _upgrade(settings) -> None:
+    from store.migrate import upgrade
+
+    upgrade(settings.database)
+
+
+def _logging(settings) -> None:
+    from worker.logs import configure
+
+    configure(settings.log_format)
+
+
+def _consumer(service, workers: int):
+    consumer = service.huey.create_consumer(workers=workers, worker_type="thread",
+                                            periodic=True, check_worker_health=True)
+    return consumer
+
+
+@click.command(short_help="Run the web app and an in-process worker.")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--workers", type=int, default=None, help="Worker threads (default 2).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Web app plus worker threads on the embedded defaults (SQLite, huey on SQLite)."""
+    from dataclasses import replace
+
+    from werkzeug.serving import make_server
+
+    from app import create_app
+
+    settings = _settings()
+    settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    _logging(settings)
+    if settings.database.startswith("sqlite"):
+        _upgrade(settings)
+    service = _service(settings)
+    service.jobs.recover()
+    consumer = _consumer(service, workers or settings.workers)
+    app = create_app(settings, service=service)
+    server = make_server(settings.host, settings.port, app, threaded=True)
+    # start() runs the worker threads without blocking; it must be called from the main
+    # thread (it installs huey's signal handlers, which ours then replace).
+    consumer.start()
+
+    def stop(*_args) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"pmguard: serving on http://{settings.host}:{server.port}")
+    try:
+        server.serve_forever()
+    finally:
+        consumer.stop(graceful=True)
+
+
+@click.command(short_help="Run queue workers only.")
+@click.option("--workers", type=int, default=None, help="Worker threads (default 2).")
+def worker(workers: int | None) -> None:
+    """Workers alone, for deployments where gunicorn serves the web app."""
+    settings = _settings()
+    _logging(settings)
+    service = _service(settings)
+    service.jobs.recover()
+    _consumer(service, workers or settings.workers).run()
+
+
+@click.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to the newest revision."""
+    settings = _settings()
+    _upgrade(settings)
+    from store.migrate import current
+
+    click.echo(f"pmguard: database at revision {current(settings.database)}")
+
+
+def parse_since(text: str) -> timedelta:
+    m = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    if not m:
+        raise CliError(f"--since {text!r}: use a number and a unit, like 7d, 12h or 30m")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return timedelta(**{unit[m.group(2)]: int(m.group(1))})
+
+
+@click.command(short_help="Check recently closed incidents the service missed.")
+@click.option("--since", "since_text", default="7d", show_default=True)
+def reconcile(since_text: str) -> None:
+    """List recently closed incidents through the trackers' APIs and queue a check for each
+    one without a check since it closed (GitHub does not redeliver failed webhooks)."""
+    settings = _settings()
+    _logging(settings)
+    service = _service(settings)
+    since = datetime.now(UTC) - parse_since(since_text)
+    trackers = [t for t, ok in (("github", settings.github.configured),
+                                ("jira", settings.jira.configured)) if ok]
+    if not trackers:
+        raise CliError("no tracker credentials configured")
+    total = 0
+    for name in trackers:
+        for project in service.projects(name):
+            for incident_id in service.reconcile_project(name, project, since):
+                click.echo(f"queued {incident_id}")
+                total += 1
+    click.echo(f"pmguard: {total} incident(s) queued for a check")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--failed", is_flag=True, help="Only jobs that ran out of retries.")
+@click.pass_context
+def jobs(ctx: click.Context, failed: bool) -> None:
+    """List jobs (most recent first)."""
+    if ctx.invoked_subcommand:
+        return
+    from store import queries
+    from store.db import make_engine, session_factory, session_scope
+
+    settings = _settings()
+    sessions = session_factory(make_engine(settings.database))
+    with session_scope(sessions) as session:
+        rows = queries.failed_jobs(session) if failed else queries.recent_jobs(session)
+        for job in rows:
+            click.echo(
+                f"{job.id}\t{job.status}\t{job.kind}\t{job.incident_id or '-'}\t"
+                f"attempts={job.attempts}\t{(job.last_error or '')[:120]}"
+            )
+        if not rows:
+            click.echo("pmguard: no failed jobs" if failed else "pmguard: no jobs")
+
+
+@jobs.command("retry")
+@click.argument("job_ids", nargs=-1, type=int, required=True)
+def jobs_retry(job_ids: tuple[int, ...]) -> None:
+    """Queue failed jobs again with a fresh retry budget."""
+    from store import queries
+    from store.db import session_scope
+
+    settings = _settings()
+    service = _service(settings)
+    for job_id in job_ids:
+        with session_scope(service.sessions) as session:
+            job = queries.retry_job(session, job_id)
+            if job is None:
+                raise CliError(f"no job {job_id}")
+        service.enqueue(job_id)
+        click.echo(f"pmguard: job {job_id} queued again")
+
+
+def register(group: click.Group) -> None:
+    for command in (serve, worker, db, reconcile, jobs):
+        group.add_command(command)
+
+
+logging.getLogger("huey").setLevel(logging.INFO)

@@ -1,0 +1,158 @@
+"""What the service knows about trackers, independent of GitHub or Jira.
+
+Connectors turn webhook payloads into `WebhookEvent`s and talk to a tracker's REST API
+behind the `Tracker` protocol. Nothing here analyses text; nothing here touches the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+GITHUB = "github"
+JIRA = "jira"
+
+# What a webhook asks of the service.
+CLOSED = "incident_closed"  # check the incident
+REOPENED = "incident_reopened"  # nothing to check; the next close re-checks
+POSTMORTEM_EDITED = "postmortem_edited"  # re-check every incident that links it
+RECHECK = "recheck_requested"  # someone commented `/pmguard recheck`
+INCIDENT_EDITED = "incident_edited"  # a closed incident's body or links changed
+
+
+@dataclass(frozen=True)
+class IncidentRef:
+    """Where an issue lives: tracker, site (API base URL), project and key.
+
+    GitHub: project "owner/repo", key "12". Jira: project "OPS", key "OPS-12".
+    """
+
+    tracker: str
+    site: str
+    project: str
+    key: str
+
+    @property
+    def id(self) -> str:
+        """Stable text id used in the store, in logs and as the per-incident lock name."""
+        sep = "#" if self.tracker == GITHUB else ":"
+        return f"{self.tracker}:{self.site.rstrip('/')}:{self.project}{sep}{self.key}"
+
+    @property
+    def display(self) -> str:
+        return f"{self.project}#{self.key}" if self.tracker == GITHUB else self.key
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: str
+    author: str
+    body: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Incident:
+    ref: IncidentRef
+    title: str
+    body: str
+    body_format: str  # markdown | jira | adf
+    state: str  # open | closed
+    url: str
+    state_reason: str | None = None  # GitHub: completed | not_planned | duplicate
+    labels: tuple[str, ...] = ()
+    issue_type: str | None = None  # Jira issue type name
+    severity: str | None = None  # from a label or a configured field
+    author: str | None = None
+    assignees: tuple[str, ...] = ()
+    comments: tuple[Comment, ...] = ()
+    closed_at: datetime | None = None
+    # Postmortems the tracker itself links (Jira issue links, remote links, a URL field,
+    # GitHub timeline cross-references); text references are found by the policy.
+    linked: tuple[PostmortemRef, ...] = ()
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def roster(self) -> tuple[str, ...]:
+        """People involved: author, assignees and commenters (for person detection)."""
+        people = [self.author or "", *self.assignees, *(c.author for c in self.comments)]
+        return tuple(dict.fromkeys(p for p in people if p))
+
+
+@dataclass(frozen=True)
+class PostmortemRef:
+    """A pointer to a postmortem: a tracker issue, a repository file, a Confluence page."""
+
+    kind: str  # issue | file | confluence | url
+    locator: str  # "owner/repo#12", "owner/repo:path/to/pm.md@ref", "OPS-7", page id, URL
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    ref: PostmortemRef
+    title: str
+    text: str
+    format: str  # markdown | jira | adf | text
+    url: str
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A delivery reduced to what the service must do about it."""
+
+    kind: str  # CLOSED | REOPENED | POSTMORTEM_EDITED | RECHECK | INCIDENT_EDITED
+    ref: IncidentRef  # the incident, or the postmortem issue for POSTMORTEM_EDITED
+    actor: str = ""
+    labels: tuple[str, ...] = ()
+    issue_type: str | None = None
+    state_reason: str | None = None
+    installation_id: int | None = None  # GitHub App installation that sent it
+
+
+class TrackerError(Exception):
+    """A tracker call failed. `transient` errors are retried with backoff."""
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class NotFound(TrackerError):
+    def __init__(self, message: str):
+        super().__init__(message, transient=False)
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """The REST operations the worker needs from one tracker site."""
+
+    name: str
+
+    def fetch_incident(self, ref: IncidentRef) -> Incident: ...
+
+    def fetch_postmortem(self, ref: PostmortemRef, *, site: str) -> Postmortem: ...
+
+    def upsert_comment(self, ref: IncidentRef, marker: str, body: str) -> str:
+        """Edit the comment containing `marker`, or create it; returns the comment id."""
+        ...
+
+    def set_verdict_labels(self, ref: IncidentRef, keep: str, remove: Iterable[str]) -> None:
+        """Ensure `keep` is on the issue and none of `remove` are."""
+        ...
+
+    def reopen(self, ref: IncidentRef) -> None: ...
+
+    def recently_closed(self, project: str, since: datetime) -> list[IncidentRef]: ...
+
+    def can_write(self, ref: IncidentRef, user: str) -> bool:
+        """Whether `user` may ask for a re-check (write access to the project)."""
+        ...
+
+    def incidents_linking(self, postmortem: IncidentRef) -> list[IncidentRef]:
+        """Incidents whose body, comments or links point at this postmortem issue."""
+        ...

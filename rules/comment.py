@@ -1,0 +1,93 @@
+"""The one comment the service keeps on an incident: short, specific, kind, never "you".
+
+Rendered as GitHub markdown or Jira wiki markup. A hidden marker lets the service find and
+edit its own comment instead of stacking a second one.
+"""
+
+from __future__ import annotations
+
+from connector.base import GITHUB, Incident
+from nlp.model import Finding
+from rules.incident_policy import IncidentPolicy
+from rules.verdict import MISSING, NEEDS_REVIEW, Verdict
+
+GITHUB_MARKER = "<!-- pmguard:check v1 -->"
+# Jira wiki markup has no comments; a trailing, nearly invisible tag does the same job.
+JIRA_MARKER = "{color:#ffffff}pmguard-check-v1{color}"
+
+
+def marker_for(tracker: str) -> str:
+    return GITHUB_MARKER if tracker == GITHUB else JIRA_MARKER
+
+
+def render(
+    incident: Incident, verdict: Verdict, policy: IncidentPolicy, details_url: str = ""
+) -> str:
+    github = incident.ref.tracker == GITHUB
+    lines: list[str] = []
+    if verdict.status == MISSING:
+        lines.append(
+            "Thanks for closing this incident. No postmortem is linked yet, and writing one "
+            "is how the team keeps what this incident taught."
+        )
+        lines.append("")
+        if github:
+            lines.append(
+                "Add a line like `Postmortem: #123` (an issue labelled `postmortem`) or a "
+                "link to a markdown file to the description or a comment."
+            )
+        else:
+            lines.append(
+                "Link an issue of type Postmortem, or a Confluence page, to this incident."
+            )
+        for ref, reason in verdict.unreadable:
+            lines.append(f"- The linked postmortem {_code(ref.locator, github)} could not be "
+                         f"read: {reason}")
+    elif verdict.status == NEEDS_REVIEW:
+        lines.append(
+            "Thanks for the postmortem. A few sentences read as if they point at people "
+            "rather than at the system; a systems question for each is below."
+        )
+        lines.append("")
+        findings = verdict.open_findings
+        for f in findings[: policy.max_listed]:
+            lines.append(_item(f, github))
+        more = len(findings) - policy.max_listed
+        if more > 0:
+            rest = f"and {more} more"
+            lines.append(f"- [{rest}]({details_url})" if github and details_url else f"- {rest}")
+    else:
+        lines.append(
+            "Thanks for the postmortem: it is linked, reads as blameless, and its action "
+            "items are in place."
+        )
+    if verdict.status != MISSING:
+        checked = ", ".join(_link(c.postmortem.title or c.postmortem.url, c.postmortem.url,
+                                  github) for c in verdict.checks)
+        lines.append("")
+        lines.append(f"Checked: {checked}.")
+    lines.append("")
+    command = _code(policy.recheck_command, github)
+    lines.append(f"Edit the postmortem or comment {command} to check again.")
+    lines.append(marker_for(incident.ref.tracker))
+    return "\n".join(lines)
+
+
+def _item(f: Finding, github: bool) -> str:
+    quote = " ".join(f.text.split())
+    if len(quote) > 80:
+        quote = quote[:77] + "…"
+    where = f"line {f.line}"
+    if github:
+        return f"- {where}, “{quote}”: {f.suggestion}"
+    return f"* {where}, “{quote}”: {f.suggestion}"
+
+
+def _code(text: str, github: bool) -> str:
+    return f"`{text}`" if github else "{{" + text + "}}"
+
+
+def _link(text: str, url: str, github: bool) -> str:
+    if not url:
+        return text
+    return f"[{text}]({url})" if github else f"[{text}|{url}]"

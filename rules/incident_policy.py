@@ -1,0 +1,165 @@
+"""Which closed incidents need a postmortem, what counts as a link to one, and what the
+service does about the verdict. Pure: data in, decisions out.
+
+The service-wide policy comes from the `policy:` section of the settings; a repository may
+override it with `.github/pmguard.yml`, the way Probot apps and policy-bot read theirs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import yaml
+
+from connector.base import GITHUB, Incident, PostmortemRef
+from rules.policy import ActionPolicy, PolicyError
+
+ENFORCEMENTS = ("comment", "reopen")
+SEVERITY_LABEL = re.compile(r"^(?:sev|severity|p)[\s:_-]*([0-9])$", re.IGNORECASE)
+# "Postmortem: #12", "Post-mortem - org/repo#12", "PIR: https://…"
+LINK_LINE = re.compile(
+    r"^\W*(?:post[\s-]?mortem|post[\s-]?incident[\s-]review|pir|incident\s+review|retro(?:spective)?)"
+    r"\W*?[:\-–—][\s*_]*(?P<ref>[^\s*_]\S*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+ISSUE_REF = re.compile(r"^(?:(?P<repo>[\w.-]+/[\w.-]+))?#(?P<number>\d+)$")
+GITHUB_URL = re.compile(
+    r"^https?://(?P<host>[^/]+)/(?P<repo>[\w.-]+/[\w.-]+)/(?P<kind>issues|blob)/(?P<rest>\S+)$"
+)
+
+
+@dataclass(frozen=True)
+class VerdictLabels:
+    missing: str = "postmortem:missing"
+    needs_review: str = "postmortem:needs-review"
+    ok: str = "postmortem:ok"
+
+    def for_verdict(self, verdict: str) -> str:
+        return {"missing": self.missing, "needs-review": self.needs_review}.get(verdict, self.ok)
+
+    @property
+    def all(self) -> tuple[str, str, str]:
+        return (self.missing, self.needs_review, self.ok)
+
+
+@dataclass(frozen=True)
+class IncidentPolicy:
+    enforcement: str = "comment"
+    labels: VerdictLabels = field(default_factory=VerdictLabels)
+    # Empty: every closed incident needs a postmortem. Otherwise only these ("sev1", "sev2").
+    severities: tuple[str, ...] = ()
+    # Findings at or above this severity make the verdict "needs-review".
+    review_at: str = "warning"
+    max_listed: int = 5
+    recheck_command: str = "/pmguard recheck"
+    actions: ActionPolicy = field(default_factory=ActionPolicy)
+
+    def needs_postmortem(self, incident: Incident) -> bool:
+        if not self.severities:
+            return True
+        severity = incident.severity or severity_from_labels(incident.labels)
+        return severity is not None and _norm_sev(severity) in {
+            _norm_sev(s) for s in self.severities
+        }
+
+
+def _norm_sev(text: str) -> str:
+    m = SEVERITY_LABEL.match(text.strip())
+    return f"sev{m.group(1)}" if m else text.strip().lower()
+
+
+def severity_from_labels(labels: tuple[str, ...]) -> str | None:
+    for label in labels:
+        m = SEVERITY_LABEL.match(label.strip())
+        if m:
+            return f"sev{m.group(1)}"
+    return None
+
+
+POLICY_KEYS = {"enforcement", "labels", "severities", "review_at", "max_listed", "action_items"}
+
+
+def policy_from_mapping(
+    data: dict, source: str, base: IncidentPolicy | None = None
+) -> IncidentPolicy:
+    """Build (or overlay onto `base`) a policy from YAML data; errors name source and key."""
+    policy = base or IncidentPolicy()
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a mapping")
+    unknown = sorted(set(data) - POLICY_KEYS)
+    if unknown:
+        raise PolicyError(f"{source}: unknown key '{unknown[0]}'")
+    changes: dict[str, Any] = {}
+    if "enforcement" in data:
+        if data["enforcement"] not in ENFORCEMENTS:
+            raise PolicyError(f"{source}: 'enforcement' must be one of {', '.join(ENFORCEMENTS)}")
+        changes["enforcement"] = data["enforcement"]
+    if "labels" in data:
+        labels = data["labels"]
+        known = {f.name.replace("_", "-") for f in fields(VerdictLabels)}
+        if not isinstance(labels, dict) or set(labels) - known:
+            raise PolicyError(f"{source}: 'labels' maps {', '.join(sorted(known))} to names")
+        changes["labels"] = replace(
+            policy.labels, **{k.replace("-", "_"): str(v) for k, v in labels.items()}
+        )
+    if "severities" in data:
+        sev = data["severities"]
+        if not isinstance(sev, list):
+            raise PolicyError(f"{source}: 'severities' must be a list like [sev1, sev2]")
+        changes["severities"] = tuple(str(s) for s in sev)
+    if "review_at" in data:
+        if data["review_at"] not in ("info", "warning", "error"):
+            raise PolicyError(f"{source}: 'review_at' must be info, warning or error")
+        changes["review_at"] = data["review_at"]
+    if "max_listed" in data:
+        value = data["max_listed"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PolicyError(f"{source}: 'max_listed' must be a positive integer")
+        changes["max_listed"] = value
+    if "action_items" in data:
+        changes["actions"] = ActionPolicy.from_mapping(data["action_items"], source)
+    return replace(policy, **changes)
+
+
+def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> IncidentPolicy:
+    if not text:
+        return base
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: invalid YAML ({exc.__class__.__name__})") from None
+    return policy_from_mapping(data, source, base)
+
+
+def postmortem_refs(incident: Incident, *, bot_marker: str = "") -> list[PostmortemRef]:
+    """Postmortems the incident links: tracker links first, then "Postmortem: …" lines in
+    its body and comments (the service's own comment excepted)."""
+    refs = list(incident.linked)
+    comments = [c.body for c in incident.comments if not (bot_marker and bot_marker in c.body)]
+    for text in [incident.body, *comments]:
+        for match in LINK_LINE.finditer(text or ""):
+            ref = _parse_ref(match.group("ref").strip("<>()[]`*_.,;"), incident)
+            if ref is not None:
+                refs.append(ref)
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for ref in refs:
+        if (ref.kind, ref.locator) not in seen:
+            seen.add((ref.kind, ref.locator))
+            out.append(ref)
+    return out
+
+
+def _parse_ref(text: str, incident: Incident) -> PostmortemRef | None:
+    if incident.ref.tracker == GITHUB:
+        m = ISSUE_REF.match(text)
+        if m:
+            repo = m.group("repo") or incident.ref.project
+            return PostmortemRef("issue", f"{repo}#{m.group('number')}")
+    if text.startswith(("http://", "https://")):
+        return PostmortemRef("url", text, text)
+    if incident.ref.tracker != GITHUB and re.match(r"^[A-Z][A-Z0-9]+-\d+$", text):
+        return PostmortemRef("issue", text)
+    return None

@@ -1,0 +1,74 @@
+"""The functional core: check(incident, postmortems, policy, pack) -> Verdict. No I/O.
+
+"missing": no postmortem could be read; "needs-review": a postmortem has unsuppressed,
+undismissed findings at or above the policy's review level (blame language, or action items
+that policy requires); "ok": otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from connector.base import Incident, Postmortem, PostmortemRef
+from nlp.analysis import analyse
+from nlp.model import Analysis, Finding, severity_rank
+from rules.incident_policy import IncidentPolicy
+from rules.schema import RulePack
+
+MISSING = "missing"
+NEEDS_REVIEW = "needs-review"
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class PostmortemCheck:
+    postmortem: Postmortem
+    analysis: Analysis
+    open_findings: tuple[Finding, ...]  # what the verdict and the comment are about
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    checks: tuple[PostmortemCheck, ...]
+    unreadable: tuple[tuple[PostmortemRef, str], ...] = ()
+
+    @property
+    def open_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for c in self.checks for f in c.open_findings)
+
+
+def check(
+    incident: Incident,
+    postmortems: Sequence[Postmortem],
+    policy: IncidentPolicy,
+    pack: RulePack | None = None,
+    *,
+    unreadable: Sequence[tuple[PostmortemRef, str]] = (),
+    dismissed: Collection[str] = (),
+    model: str | None = None,
+) -> Verdict:
+    """`dismissed` holds fingerprints reviewers marked false positive or waived."""
+    if not postmortems:
+        return Verdict(MISSING, (), tuple(unreadable))
+    threshold = severity_rank(policy.review_at)
+    checks = []
+    for pm in postmortems:
+        analysis = analyse(
+            pm.text,
+            fmt=pm.format,
+            pack=pack,
+            people=incident.roster,
+            policy=policy.actions,
+        )
+        open_findings = tuple(
+            f
+            for f in analysis.findings
+            if not f.suppressed
+            and f.fingerprint not in dismissed
+            and severity_rank(f.severity) >= threshold
+        )
+        checks.append(PostmortemCheck(pm, analysis, open_findings))
+    status = NEEDS_REVIEW if any(c.open_findings for c in checks) else OK
+    return Verdict(status, tuple(checks), tuple(unreadable))

@@ -1,0 +1,235 @@
+"""Service settings: a YAML file (`pmguard.yml`, or the path in PMGUARD_CONFIG) overlaid by
+PMGUARD_* environment variables. Secrets may also come from a file: PMGUARD_X_FILE, or
+`x_file:` in YAML. A missing or malformed setting is an error that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = "pmguard.yml"
+MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own payload cap
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    api_url: str = "https://api.github.com"
+    webhook_secret: str = ""
+    token: str = ""
+    app_id: int | None = None
+    private_key: str = ""
+    bot_login: str = ""
+    incident_labels: tuple[str, ...] = ("incident",)
+    repositories: tuple[str, ...] = ()  # empty: every repository the credentials reach
+    exempt_state_reasons: tuple[str, ...] = ("not_planned",)
+    postmortem_label: str = "postmortem"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token or (self.app_id and self.private_key))
+
+
+@dataclass(frozen=True)
+class JiraSettings:
+    url: str = ""
+    webhook_secret: str = ""
+    email: str = ""
+    token: str = ""
+    pat: str = ""
+    projects: tuple[str, ...] = ()  # empty: every project
+    issue_types: tuple[str, ...] = ("Incident",)
+    postmortem_issue_types: tuple[str, ...] = ("Postmortem", "Post-incident review")
+    link_types: tuple[str, ...] = ()
+    url_field: str = ""
+    severity_field: str = ""
+    reopen_transition: str = "Reopen"
+    bot_account: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url and ((self.email and self.token) or self.pat))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    redis_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = ""
+    workers: int = 2
+    max_body_bytes: int = MAX_BODY_BYTES
+    log_format: str = "text"  # text | json
+    max_attempts: int = 8  # tracker retries before a job is marked failed
+    policy: dict = field(default_factory=dict)  # the service-wide postmortem policy
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    jira: JiraSettings = field(default_factory=JiraSettings)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'pmguard.db').resolve()}"
+
+
+# Environment variable -> (section, key). Sections: "" (top level), "github", "jira".
+ENV = {
+    "PMGUARD_DATA_DIR": ("", "data_dir"),
+    "PMGUARD_DATABASE_URL": ("", "database_url"),
+    "PMGUARD_REDIS_URL": ("", "redis_url"),
+    "PMGUARD_HOST": ("", "host"),
+    "PMGUARD_PORT": ("", "port"),
+    "PMGUARD_SECRET_KEY": ("", "secret_key"),
+    "PMGUARD_WORKERS": ("", "workers"),
+    "PMGUARD_LOG_FORMAT": ("", "log_format"),
+    "PMGUARD_MAX_ATTEMPTS": ("", "max_attempts"),
+    "PMGUARD_GITHUB_API_URL": ("github", "api_url"),
+    "PMGUARD_GITHUB_WEBHOOK_SECRET": ("github", "webhook_secret"),
+    "PMGUARD_GITHUB_TOKEN": ("github", "token"),
+    "PMGUARD_GITHUB_APP_ID": ("github", "app_id"),
+    "PMGUARD_GITHUB_PRIVATE_KEY": ("github", "private_key"),
+    "PMGUARD_GITHUB_BOT_LOGIN": ("github", "bot_login"),
+    "PMGUARD_JIRA_URL": ("jira", "url"),
+    "PMGUARD_JIRA_WEBHOOK_SECRET": ("jira", "webhook_secret"),
+    "PMGUARD_JIRA_EMAIL": ("jira", "email"),
+    "PMGUARD_JIRA_TOKEN": ("jira", "token"),
+    "PMGUARD_JIRA_PAT": ("jira", "pat"),
+}
+SECRETS = {"webhook_secret", "token", "private_key", "pat", "secret_key"}
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    config = path or env.get("PMGUARD_CONFIG")
+    if config or Path(DEFAULT_CONFIG).is_file():
+        raw = _read_yaml(Path(config or DEFAULT_CONFIG), required=bool(config))
+    for var, (section, key) in ENV.items():
+        target = raw.setdefault(section, {}) if section else raw
+        if not isinstance(target, dict):
+            raise SettingsError(f"setting '{section}' must be a mapping")
+        if var in env and env[var] != "":
+            target[key] = env[var]
+        elif f"{var}_FILE" in env:
+            target[key] = _read_secret(env[f"{var}_FILE"], f"{var}_FILE")
+    return _build(raw)
+
+
+def _read_yaml(path: Path, *, required: bool) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"config file {path} not found (PMGUARD_CONFIG)") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} cannot be read: {exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"config file {path}: invalid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: expected a mapping of settings")
+    return data
+
+
+def _read_secret(path: str, name: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"setting {name}: cannot read {path} ({exc.strerror})") from None
+
+
+def _build(raw: dict) -> Settings:
+    top = {k: v for k, v in raw.items() if k not in ("github", "jira")}
+    github = _section(GitHubSettings, raw.get("github") or {}, "github")
+    jira = _section(JiraSettings, raw.get("jira") or {}, "jira")
+    settings = _section(Settings, top, "")
+    settings = replace(settings, github=github, jira=jira)
+    if settings.log_format not in ("text", "json"):
+        raise SettingsError("setting 'log_format' must be 'text' or 'json'")
+    if settings.github.app_id and not settings.github.private_key:
+        raise SettingsError(
+            "setting 'github.private_key' is required with 'github.app_id' "
+            "(PMGUARD_GITHUB_PRIVATE_KEY_FILE)"
+        )
+    if settings.jira.url and not settings.jira.configured:
+        raise SettingsError(
+            "setting 'jira.url' needs 'jira.email' + 'jira.token' (Cloud) or 'jira.pat' "
+            "(Data Center)"
+        )
+    for name in ("database_url", "redis_url"):
+        value = getattr(settings, name)
+        if value and "://" not in value:
+            raise SettingsError(f"setting '{name}' must be a URL like scheme://…")
+    return settings
+
+
+def _section(cls: type, raw: dict, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"setting '{prefix}' must be a mapping")
+    known = {f.name: f for f in fields(cls) if f.name not in ("github", "jira")}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key.endswith("_file") and key[:-5] in known and key[:-5] in SECRETS:
+            values[key[:-5]] = _read_secret(str(value), name)
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting '{name}'")
+        values[key] = _coerce(known[key], value, name)
+    return cls(**values)
+
+
+def _coerce(f: Any, value: Any, name: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple):
+                raise TypeError
+            return tuple(str(v) for v in value)
+        if kind.startswith("int"):
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if kind == "Path":
+            return Path(str(value)).expanduser()
+        if kind == "dict":
+            if not isinstance(value, dict):
+                raise TypeError
+            return value
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting '{name}' has an invalid value {value!r}") from None
+
+
+def secret_key(settings: Settings) -> str:
+    """The Flask secret: configured, or generated once and kept in the data directory."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(key)
+        return key

@@ -1,0 +1,265 @@
+"""End to end with GitHub: a signed delivery -> 202 -> worker -> the fake GitHub shows one
+comment, one verdict label and the state. PyGithub talks HTTP to tests/fakes/github.py.
+Runs on SQLite + huey-SQLite and on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rules.comment import GITHUB_MARKER
+from store import queries
+from store.db import session_scope
+from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
+from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
+
+REPO = "acme/ops"
+BLAME_PM = """# Postmortem: checkout outage
+
+## What happened
+Ravi forgot to run the migration before the deploy. The on-call engineer should have
+checked the replica lag.
+
+## Action items
+- Make the deploy run pending migrations automatically (#90, owner @sre)
+"""
+CLEAN_PM = """# Postmortem: checkout outage
+
+## What happened
+The deploy ran before the migration because the pipeline does not order the two steps.
+
+## Action items
+- Make the deploy run pending migrations automatically (#90, owner @sre)
+- Add the ordering to the release runbook (https://wiki.example/runbooks/release)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres-redis"])
+def env(request, tmp_path: Path, fake_github: FakeGitHub):  # noqa: F811
+    with backend_urls(request.param, tmp_path) as (database_url, redis_url):
+        settings = make_settings(
+            tmp_path, database_url, redis_url, github_url=fake_github.url,
+            github_token=fake_github.token, bot_login=fake_github.user,
+        )
+        e = ServiceEnv(settings, queue_name=f"pmguard-test-{uuid.uuid4().hex[:8]}")
+        e.fake = fake_github
+        fake_github.add_repo(REPO)
+        fake_github.set_permission(REPO, "lead", "write")
+        fake_github.set_permission(REPO, "visitor", "read")
+        e.start_worker()
+        try:
+            yield e
+        finally:
+            e.stop()
+
+
+def issue_payload(fake: FakeGitHub, number: int, action: str, sender: str = "ana") -> dict:
+    return {
+        "action": action,
+        "issue": fake.issue(REPO, number),
+        "repository": {"full_name": REPO, "name": REPO.split("/")[1],
+                       "owner": {"login": REPO.split("/")[0]}},
+        "sender": {"login": sender, "type": "User"},
+    }
+
+
+def comment_payload(fake: FakeGitHub, number: int, body: str, sender: str) -> dict:
+    return {
+        "action": "created",
+        "issue": fake.issue(REPO, number),
+        "comment": {"id": 1, "body": body, "user": {"login": sender, "type": "User"}},
+        "repository": {"full_name": REPO},
+        "sender": {"login": sender, "type": "User"},
+    }
+
+
+def our_comments(fake: FakeGitHub, number: int) -> list[dict]:
+    return [c for c in fake.comments(REPO, number) if GITHUB_MARKER in c["body"]]
+
+
+def close(env, number: int, delivery: str | None = None):
+    env.fake.close_issue(REPO, number)
+    return env.github("issues", issue_payload(env.fake, number, "closed"), delivery)
+
+
+def test_closed_incident_without_postmortem_gets_one_kind_comment_and_a_label(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "Latency spiked.", labels=["incident"])
+    response = close(env, number)
+    assert response.status_code == 202, response.get_json()
+    [comment] = wait_until(lambda: our_comments(env.fake, number), what="the comment")
+    assert "No postmortem is linked yet" in comment["body"]
+    assert " you" not in comment["body"].lower()
+    wait_until(lambda: "postmortem:missing" in env.fake.labels(REPO, number))
+    assert env.fake.issue(REPO, number)["state"] == "closed"
+
+
+def test_blaming_postmortem_is_flagged_with_systems_questions(env) -> None:
+    pm = env.fake.add_issue(REPO, "Postmortem", BLAME_PM, labels=["postmortem"])
+    number = env.fake.add_issue(REPO, "Checkout down", f"Postmortem: #{pm}", labels=["incident"])
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    body = comment["body"]
+    assert "Ravi" not in body.split("“")[0]  # the intro never names anyone
+    assert "running the migration" in body
+    wait_until(lambda: "postmortem:needs-review" in env.fake.labels(REPO, number))
+    with session_scope(env.service.sessions) as session:
+        ref_id = f"github:{env.fake.url}:{REPO}#{number}"
+        analysis = queries.latest_analysis(session, ref_id)
+        assert analysis is not None and analysis.text == BLAME_PM
+        assert analysis.pack_version and {f.rule for f in analysis.findings} >= {
+            "blame.omission"
+        }
+
+
+def test_redelivery_is_a_no_op(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    assert close(env, number, delivery="d-1").status_code == 202
+    wait_until(lambda: our_comments(env.fake, number))
+    again = env.github("issues", issue_payload(env.fake, number, "closed"), "d-1")
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    with session_scope(env.service.sessions) as session:
+        assert len(queries.recent_jobs(session)) == 1
+
+
+def test_concurrent_deliveries_for_one_incident_leave_one_comment(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.close_issue(REPO, number)
+    payload = issue_payload(env.fake, number, "closed")
+    codes = []
+    threads = [
+        threading.Thread(target=lambda: codes.append(env.github("issues", payload).status_code))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [202] * 6
+
+    def all_done():
+        with session_scope(env.service.sessions) as session:
+            return all(j.status == "done" for j in queries.recent_jobs(session))
+
+    wait_until(all_done, what="all jobs done")
+    assert len(our_comments(env.fake, number)) == 1
+    posts = env.fake.calls("POST", rf"/repos/{REPO}/issues/{number}/comments$")
+    assert len(posts) == 1
+
+
+def test_editing_the_postmortem_edits_the_comment_in_place(env) -> None:
+    pm = env.fake.add_issue(REPO, "Postmortem", BLAME_PM, labels=["postmortem"])
+    number = env.fake.add_issue(REPO, "Checkout down", f"Postmortem: #{pm}", labels=["incident"])
+    env.fake.cross_reference(REPO, number, REPO, pm)
+    close(env, number)
+    [first] = wait_until(lambda: our_comments(env.fake, number))
+    wait_until(lambda: "postmortem:needs-review" in env.fake.labels(REPO, number))
+    env.fake.edit_issue(REPO, pm, body=CLEAN_PM)
+    edited = issue_payload(env.fake, pm, "edited")
+    edited["changes"] = {"body": {"from": BLAME_PM}}
+    assert env.github("issues", edited).status_code == 202
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number), what="ok label")
+    [after] = our_comments(env.fake, number)
+    assert after["id"] == first["id"] and after["body"] != first["body"]
+    assert "postmortem:needs-review" not in env.fake.labels(REPO, number)
+
+
+def test_recheck_command_needs_write_access(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    close(env, number)
+    wait_until(lambda: our_comments(env.fake, number))
+    pm = env.fake.add_issue(REPO, "Postmortem", CLEAN_PM, labels=["postmortem"])
+    env.fake.add_comment(REPO, number, f"Postmortem: #{pm}", user="visitor")
+    assert env.github(
+        "issue_comment", comment_payload(env.fake, number, "/pmguard recheck", "visitor")
+    ).status_code == 202
+    wait_until(lambda: _jobs_done(env), what="visitor's recheck")
+    assert "postmortem:missing" in env.fake.labels(REPO, number)
+    env.github("issue_comment", comment_payload(env.fake, number, "/pmguard recheck", "lead"))
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number), what="recheck by lead")
+
+
+def _jobs_done(env) -> bool:
+    with session_scope(env.service.sessions) as session:
+        return all(j.status in ("done", "failed") for j in queries.recent_jobs(session))
+
+
+def test_tracker_errors_are_retried_with_backoff_until_success(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.fail("GET", rf"/repos/{REPO}/issues/{number}$", status=500, times=2)
+    env.fake.fail(
+        "POST", rf"/repos/{REPO}/issues/{number}/comments$", status=429, times=1,
+        headers={"Retry-After": "1"}, body={"message": "secondary rate limit"},
+    )
+    assert close(env, number).status_code == 202
+    wait_until(lambda: our_comments(env.fake, number), timeout=30, what="comment after retries")
+    wait_until(lambda: _jobs_done(env), what="the job to finish")
+    with session_scope(env.service.sessions) as session:
+        [job] = queries.recent_jobs(session)
+        assert job.status == "done" and job.attempts >= 3
+
+
+def test_a_job_that_keeps_failing_is_visibly_failed_and_can_be_retried(env) -> None:
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.fail("GET", rf"/repos/{REPO}/issues/{number}$", status=502, times=None)
+    assert close(env, number).status_code == 202
+
+    def failed():
+        with session_scope(env.service.sessions) as session:
+            return queries.failed_jobs(session)
+
+    [job] = wait_until(failed, timeout=30, what="the job to fail for good")
+    assert job.attempts == 4 and "502" in job.last_error
+    env.fake.clear_faults()
+    with session_scope(env.service.sessions) as session:
+        queries.retry_job(session, job.id)
+    env.service.enqueue(job.id)
+    wait_until(lambda: our_comments(env.fake, number), what="comment after a manual retry")
+
+
+def test_reopen_enforcement(env) -> None:
+    env.service.policy = env.service.policy.__class__(enforcement="reopen")
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    close(env, number)
+    wait_until(lambda: env.fake.issue(REPO, number)["state"] == "open", what="reopen")
+
+
+def test_repository_policy_file_overrides_the_service(env) -> None:
+    env.fake.add_file(REPO, ".github/pmguard.yml", "labels:\n  missing: needs-postmortem\n")
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    close(env, number)
+    wait_until(lambda: "needs-postmortem" in env.fake.labels(REPO, number))
+
+
+def test_reconcile_checks_incidents_the_webhooks_missed(env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.close_issue(REPO, number)  # no delivery: the webhook was lost
+    missed = env.service.reconcile_project(
+        "github", REPO, datetime.now(UTC) - timedelta(days=7)
+    )
+    assert missed == [f"github:{env.fake.url}:{REPO}#{number}"]
+    wait_until(lambda: our_comments(env.fake, number))
+    assert env.service.reconcile_project(
+        "github", REPO, datetime.now(UTC) - timedelta(days=7)
+    ) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_not_incidents_and_exempt_closes_need_nothing(tmp_path, fake_github, backend):  # noqa: F811
+    with backend_urls(backend, tmp_path) as (db, redis):
+        e = ServiceEnv(make_settings(tmp_path, db, redis, github_url=fake_github.url,
+                                     github_token=fake_github.token), "pmguard-plain")
+        fake_github.add_repo(REPO)
+        plain = fake_github.add_issue(REPO, "Typo in docs", "", labels=["docs"])
+        fake_github.close_issue(REPO, plain)
+        assert e.github("issues", issue_payload(fake_github, plain, "closed")).status_code == 204
+        wontfix = fake_github.add_issue(REPO, "False alarm", "", labels=["incident"])
+        fake_github.close_issue(REPO, wontfix, state_reason="not_planned")
+        payload = issue_payload(fake_github, wontfix, "closed")
+        assert e.github("issues", payload).status_code == 204
+        assert e.github("issues", issue_payload(fake_github, plain, "reopened")).status_code == 204
+        e.stop()

@@ -1,0 +1,116 @@
+"""End to end with Jira (Cloud and Data Center): a signed delivery -> 202 -> worker -> the
+fake Jira shows one comment, one verdict label and, with reopen enforcement, the transition.
+The `jira` library talks HTTP to tests/fakes/jira.py."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rules.comment import JIRA_MARKER
+from tests.fakes.jira import FakeJira
+from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
+
+BLAME = (
+    "h2. What happened\n\nThe DBA forgot to pause replication before the upgrade.\n\n"
+    "h2. Action items\n\n* Pause replication automatically in the upgrade script (OPS-90)\n"
+)
+CLEAN_PAGE = (
+    "<h2>What happened</h2><p>The upgrade script does not pause replication.</p>"
+    "<h2>Action items</h2><ul><li>Pause replication in the upgrade script (OPS-90)</li>"
+    "<li>Document the step in the upgrade runbook https://wiki.example/runbooks/db</li></ul>"
+)
+
+
+@pytest.fixture(params=[("Cloud", "sqlite"), ("Server", "sqlite"), ("Cloud", "postgres-redis")],
+                ids=["cloud-sqlite", "dc-sqlite", "cloud-postgres-redis"])
+def env(request, tmp_path: Path):
+    deployment, backend = request.param
+    with FakeJira(deployment) as fake, backend_urls(backend, tmp_path) as (db, redis):
+        creds = fake.credentials()
+        settings = make_settings(tmp_path, db, redis, jira_url=fake.url)
+        from dataclasses import replace
+
+        settings = replace(
+            settings,
+            jira=replace(settings.jira, email=creds.get("email", ""),
+                         token=creds.get("token", ""), pat=creds.get("pat", "")),
+        )
+        e = ServiceEnv(settings, queue_name=f"pmguard-jira-{uuid.uuid4().hex[:8]}")
+        e.fake = fake
+        fake.add_project("OPS")
+        e.start_worker()
+        try:
+            yield e
+        finally:
+            e.stop()
+
+
+def closed_event(fake: FakeJira, key: str) -> dict:
+    issue = fake.issue(key)
+    return {
+        "timestamp": 1700000000000,
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "user": {"accountId": "u-1", "displayName": "Ana"},
+        "issue": issue,
+        "changelog": {"id": "1", "items": [
+            {"field": "status", "fieldtype": "jira", "from": "3", "fromString": "In Progress",
+             "to": "10002", "toString": "Done"},
+            {"field": "resolution", "fieldtype": "jira", "from": None, "fromString": None,
+             "to": "10000", "toString": "Done"},
+        ]},
+    }
+
+
+def ours(fake: FakeJira, key: str) -> list[dict]:
+    return [c for c in fake.comments(key) if JIRA_MARKER in c["body"]]
+
+
+def close(env, key: str, delivery: str | None = None):
+    env.fake.transition(key, "Done")
+    return env.jira(closed_event(env.fake, key), delivery)
+
+
+def test_closed_incident_without_postmortem(env) -> None:
+    key = env.fake.add_issue("OPS", "Payments down", "Card payments failed.")
+    assert close(env, key).status_code == 202
+    [comment] = wait_until(lambda: ours(env.fake, key), what="comment")
+    assert "No postmortem is linked yet" in comment["body"]
+    wait_until(lambda: "postmortem:missing" in env.fake.labels(key))
+
+
+def test_linked_postmortem_issue_with_blame_needs_review(env) -> None:
+    pm = env.fake.add_issue("OPS", "Postmortem: payments", BLAME, issue_type="Postmortem")
+    key = env.fake.add_issue("OPS", "Payments down", "")
+    env.fake.link(key, pm, "Relates")
+    assert close(env, key).status_code == 202
+    [comment] = wait_until(lambda: ours(env.fake, key))
+    assert "pausing replication" in comment["body"] or "pause replication" in comment["body"]
+    wait_until(lambda: "postmortem:needs-review" in env.fake.labels(key))
+
+
+def test_confluence_postmortem_reads_clean(env) -> None:
+    url = env.fake.add_confluence_page(4242, "Postmortem: payments", CLEAN_PAGE)
+    key = env.fake.add_issue("OPS", "Payments down", "")
+    env.fake.add_remote_link(key, url, "Postmortem")
+    assert close(env, key).status_code == 202
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(key), what="ok label")
+
+
+def test_redelivery_and_reopen_enforcement(env) -> None:
+    env.service.policy = env.service.policy.__class__(enforcement="reopen")
+    key = env.fake.add_issue("OPS", "Payments down", "")
+    assert close(env, key, delivery="jira-d-1").status_code == 202
+    again = env.jira(closed_event(env.fake, key), "jira-d-1")
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    wait_until(lambda: env.fake.status(key) == "Open", what="reopen transition")
+    assert len(ours(env.fake, key)) == 1
+
+
+def test_other_issue_types_need_nothing(env) -> None:
+    key = env.fake.add_issue("OPS", "Rename a button", "", issue_type="Task")
+    env.fake.transition(key, "Done")
+    assert env.jira(closed_event(env.fake, key)).status_code == 204

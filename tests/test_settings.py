@@ -1,0 +1,76 @@
+"""Settings from YAML and PMGUARD_* variables; secrets from files; errors name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import SettingsError, load_settings, secret_key
+
+
+def test_defaults_need_nothing(tmp_path: Path) -> None:
+    s = load_settings(env={"PMGUARD_DATA_DIR": str(tmp_path)})
+    assert s.database.startswith("sqlite:///") and s.database.endswith("pmguard.db")
+    assert not s.redis_url and s.github.api_url == "https://api.github.com"
+    assert s.github.incident_labels == ("incident",)
+
+
+def test_environment_overrides_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "pmguard.yml"
+    config.write_text(
+        "port: 9000\ngithub:\n  token: from-yaml\n  incident_labels: [incident, outage]\n"
+        "jira:\n  url: https://jira.example\n  pat: p\n  projects: [OPS]\n"
+    )
+    s = load_settings(config, env={"PMGUARD_GITHUB_TOKEN": "from-env", "PMGUARD_PORT": "9001"})
+    assert s.port == 9001 and s.github.token == "from-env"
+    assert s.github.incident_labels == ("incident", "outage")
+    assert s.jira.projects == ("OPS",) and s.jira.configured
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text("-----BEGIN KEY-----\nabc\n-----END KEY-----\n")
+    secret = tmp_path / "hook"
+    secret.write_text("s3cret\n")
+    s = load_settings(
+        env={
+            "PMGUARD_GITHUB_APP_ID": "42",
+            "PMGUARD_GITHUB_PRIVATE_KEY_FILE": str(key),
+            "PMGUARD_GITHUB_WEBHOOK_SECRET_FILE": str(secret),
+        }
+    )
+    assert s.github.app_id == 42 and s.github.private_key.startswith("-----BEGIN")
+    assert s.github.webhook_secret == "s3cret" and s.github.configured
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "env", "message"),
+    [
+        ("prot: 1\n", {}, "unknown setting 'prot'"),
+        ("github:\n  tokn: x\n", {}, "unknown setting 'github.tokn'"),
+        ("port: eighty\n", {}, "setting 'port' has an invalid value"),
+        ("", {"PMGUARD_GITHUB_APP_ID": "7"}, "github.private_key"),
+        ("jira:\n  url: https://j\n", {}, "jira.email"),
+        ("", {"PMGUARD_DATABASE_URL": "pmguard.db"}, "database_url"),
+        ("", {"PMGUARD_GITHUB_TOKEN_FILE": "/nonexistent/token"}, "PMGUARD_GITHUB_TOKEN_FILE"),
+        ("port: [1\n", {}, "invalid YAML at line"),
+    ],
+)
+def test_errors_name_the_setting(tmp_path: Path, yaml_text: str, env: dict, message: str) -> None:
+    config = tmp_path / "pmguard.yml"
+    config.write_text(yaml_text)
+    with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        load_settings(config, env=env)
+
+
+def test_missing_config_file_named_by_env_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(env={"PMGUARD_CONFIG": str(tmp_path / "nope.yml")})
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    s = load_settings(env={"PMGUARD_DATA_DIR": str(tmp_path)})
+    first = secret_key(s)
+    assert len(first) == 64 and secret_key(s) == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600

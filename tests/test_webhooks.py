@@ -1,0 +1,130 @@
+"""The webhook endpoints' answers: signatures, sizes, JSON, ping, irrelevant events, 503."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from connector.signatures import sign_github
+from tests.service_env import SECRET, ServiceEnv, make_settings
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    e = ServiceEnv(
+        make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "",
+                      github_url="https://api.github.invalid", github_token="t"),
+        "pmguard-webhooks",
+    )
+    yield e
+    e.stop()
+
+
+def closed_payload(labels=("incident",)) -> dict:
+    return {
+        "action": "closed",
+        "issue": {"number": 3, "state": "closed", "state_reason": "completed", "title": "x",
+                  "labels": [{"name": n} for n in labels], "user": {"login": "a"}},
+        "repository": {"full_name": "acme/ops"},
+        "sender": {"login": "ana", "type": "User"},
+    }
+
+
+def test_ping_answers_200(env) -> None:
+    r = env.github("ping", {"zen": "Keep it logically awesome.", "hook_id": 1})
+    assert r.status_code == 200 and r.get_json()["pong"] is True
+
+
+@pytest.mark.parametrize("signature", ["", "sha256=" + "0" * 64, "sha1=abc", "garbage"])
+def test_missing_or_wrong_signature_is_401(env, signature: str) -> None:
+    r = env.github("issues", closed_payload(), signature=signature or "none")
+    assert r.status_code == 401
+    assert "signature" in r.get_json()["error"].lower()
+
+
+def test_signature_over_other_bytes_is_401(env) -> None:
+    body = json.dumps(closed_payload()).encode()
+    r = env.client.post(
+        "/webhooks/github", data=body + b" ",
+        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "x",
+                 "X-Hub-Signature-256": sign_github(SECRET.encode(), body),
+                 "Content-Type": "application/json"},
+    )
+    assert r.status_code == 401
+
+
+def test_malformed_json_is_400_with_a_clear_message(env) -> None:
+    body = b'{"action": "closed",'
+    r = env.client.post(
+        "/webhooks/github", data=body,
+        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "x",
+                 "X-Hub-Signature-256": sign_github(SECRET.encode(), body),
+                 "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and "malformed JSON" in r.get_json()["error"]
+
+
+def test_oversized_body_is_413(env) -> None:
+    env.app.config["MAX_CONTENT_LENGTH"] = 1024
+    body = json.dumps({"pad": "x" * 4096}).encode()
+    r = env.client.post(
+        "/webhooks/github", data=body,
+        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "x",
+                 "X-Hub-Signature-256": sign_github(SECRET.encode(), body),
+                 "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_events_that_need_nothing_answer_204(env) -> None:
+    assert env.github("issues", closed_payload(labels=("docs",))).status_code == 204
+    assert env.github("installation", {"action": "created"}).status_code == 204
+    assert env.github("issues", {**closed_payload(), "action": "reopened"}).status_code == 204
+
+
+def test_relevant_event_is_durably_enqueued_with_202(env) -> None:
+    r = env.github("issues", closed_payload(), delivery="abc")
+    assert r.status_code == 202 and r.get_json()["status"] == "enqueued"
+    from store import queries
+    from store.db import session_scope
+
+    with session_scope(env.service.sessions) as session:
+        [job] = queries.recent_jobs(session)
+        assert job.status == "queued" and job.payload["delivery"] == "abc"
+
+
+def test_form_encoded_deliveries_are_read_too(env) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(closed_payload())}).encode()
+    r = env.client.post(
+        "/webhooks/github", data=body,
+        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "form-1",
+                 "X-Hub-Signature-256": sign_github(SECRET.encode(), body),
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 202
+
+
+def test_database_down_answers_503_and_writes_nothing(env, monkeypatch) -> None:
+    from store import queries
+
+    def down(*_a, **_k):
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(queries, "record_delivery", down)
+    r = env.github("issues", closed_payload())
+    assert r.status_code == 503 and "retry" in r.get_json()["error"]
+
+
+def test_no_secret_configured_refuses_everything(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "")
+    from dataclasses import replace
+
+    settings = replace(settings, github=replace(settings.github, webhook_secret=""))
+    e = ServiceEnv(settings, "pmguard-nosecret")
+    assert e.github("issues", closed_payload()).status_code == 401
+    e.stop()

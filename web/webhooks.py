@@ -1,0 +1,129 @@
+"""POST /webhooks/github and /webhooks/jira: verify, dedupe, record, enqueue, answer.
+
+No tracker call happens here. A relevant delivery is answered 202 only after its delivery
+row and job row are committed, so the sender's retry (or reconcile) covers anything that
+fails before that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from connector import github as gh
+from connector import jira as jr
+from connector.signatures import verify_github, verify_jira
+from store import queries
+from store.db import session_scope
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger("pmguard.webhooks")
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def _body() -> bytes | Response:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        return _error(413, f"body over {limit} bytes")
+    data = request.get_data(cache=True)
+    if len(data) > limit:
+        return _error(413, f"body over {limit} bytes")
+    return data
+
+
+def _json(body: bytes) -> dict | Response:
+    if request.mimetype == "application/x-www-form-urlencoded":
+        body = (request.form.get("payload") or "").encode()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"malformed JSON: {exc}")
+    if not isinstance(data, dict):
+        return _error(400, "malformed JSON: expected an object")
+    return data
+
+
+@bp.post("/webhooks/github")
+def github() -> Response:
+    service = current_app.extensions["pmguard"]
+    secret = service.settings.github.webhook_secret
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    if not secret:
+        return _error(401, "GitHub webhook secret is not configured")
+    if not verify_github(secret.encode(), body, request.headers.get("X-Hub-Signature-256")):
+        return _error(401, "missing or wrong X-Hub-Signature-256")
+    payload = _json(body)
+    if isinstance(payload, Response):
+        return payload
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery = request.headers.get("X-GitHub-Delivery", "")
+    if event == "ping":
+        return jsonify({"pong": True, "zen": payload.get("zen", "")})
+    parsed = gh.parse_event(
+        event,
+        payload,
+        site=service.settings.github.api_url.rstrip("/"),
+        bot_login=service.settings.github.bot_login or None,
+    )
+    return _accept(service, "github", delivery, event, parsed)
+
+
+@bp.post("/webhooks/jira")
+def jira() -> Response:
+    service = current_app.extensions["pmguard"]
+    secret = service.settings.jira.webhook_secret
+    body = _body()
+    if isinstance(body, Response):
+        return body
+    if not secret:
+        return _error(401, "Jira webhook secret is not configured")
+    if not verify_jira(secret.encode(), body, request.headers.get("X-Hub-Signature")):
+        return _error(401, "missing or wrong X-Hub-Signature")
+    payload = _json(body)
+    if isinstance(payload, Response):
+        return payload
+    delivery = request.headers.get("X-Atlassian-Webhook-Identifier", "")
+    event = str(payload.get("webhookEvent", ""))
+    parsed = jr.parse_event(
+        payload,
+        site=service.settings.jira.url.rstrip("/"),
+        bot_account=service.settings.jira.bot_account or None,
+    )
+    return _accept(service, "jira", delivery, event, parsed)
+
+
+def _accept(service, source: str, delivery: str, event: str, parsed) -> Response:
+    job = service.job_for(parsed) if parsed is not None else None
+    if job is None:
+        return Response(status=204)
+    if not delivery:
+        return _error(400, "missing delivery id header")
+    kind, payload = job
+    try:
+        with session_scope(service.sessions) as session:
+            new = queries.record_delivery(
+                session, source, delivery, event, "enqueued", incident_id=parsed.ref.id
+            )
+            if not new:
+                return jsonify({"status": "duplicate", "delivery": delivery})
+            job_id = service.create_job(session, kind, {**payload, "delivery": delivery})
+    except OperationalError:
+        log.exception("database unavailable")
+        return _error(503, "database unavailable; retry later")
+    except SQLAlchemyError:
+        log.exception("could not record delivery %s", delivery)
+        return _error(503, "could not record the delivery; retry later")
+    service.enqueue(job_id)
+    response = jsonify({"status": "enqueued", "job": job_id, "delivery": delivery})
+    response.status_code = 202
+    return response

@@ -1,0 +1,153 @@
+"""check_incident: fetch -> check -> persist -> report, for one incident.
+
+The check itself is rules.verdict.check (pure); this module is the orchestration around it
+and the only place that both talks to a tracker and writes the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connector.base import GITHUB, Incident, IncidentRef, NotFound, Postmortem, TrackerError
+from rules import comment
+from rules.incident_policy import IncidentPolicy, postmortem_refs, repository_policy
+from rules.policy import PolicyError
+from rules.verdict import OK, Verdict, check
+from store import queries
+from store.db import session_scope
+
+log = logging.getLogger("pmguard.worker")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # a verdict, or skipped-open / not-incident / exempt / not-allowed
+    incident: str
+    detail: str = ""
+
+
+def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outcome:
+    tracker = service.trackers.for_ref(ref)
+    incident = tracker.fetch_incident(ref)
+    if incident.state != "closed":
+        return Outcome("skipped-open", ref.id)
+    if not service.is_incident(incident):
+        return Outcome("not-incident", ref.id)
+    policy = _policy_for(service, tracker, ref)
+    if not policy.needs_postmortem(incident):
+        _record_incident(service, incident, verdict=None)
+        return Outcome("exempt", ref.id)
+    marker = comment.marker_for(ref.tracker)
+    postmortems: list[Postmortem] = []
+    unreadable = []
+    for pm_ref in postmortem_refs(incident, bot_marker=marker):
+        try:
+            postmortems.append(tracker.fetch_postmortem(pm_ref, site=ref.site))
+        except NotFound as exc:
+            unreadable.append((pm_ref, str(exc)))
+        except TrackerError as exc:
+            if exc.transient:
+                raise
+            unreadable.append((pm_ref, str(exc)))
+    with session_scope(service.sessions) as session:
+        dismissed = queries.dismissed_fingerprints(session, ref.id)
+    verdict = check(
+        incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed
+    )
+    _persist(service, incident, verdict, reason)
+    body = comment.render(incident, verdict, policy, service.details_url(ref))
+    comment_id = tracker.upsert_comment(ref, marker, body)
+    label = policy.labels.for_verdict(verdict.status)
+    tracker.set_verdict_labels(ref, label, [x for x in policy.labels.all if x != label])
+    if policy.enforcement == "reopen" and verdict.status != OK:
+        tracker.reopen(ref)
+    with session_scope(service.sessions) as session:
+        queries.set_reported(session, ref.id, comment_id=comment_id, verdict=verdict.status)
+    log.info(
+        "checked incident",
+        extra={"incident": ref.id, "verdict": verdict.status, "reason": reason},
+    )
+    return Outcome(verdict.status, ref.id)
+
+
+def _policy_for(service, tracker, ref: IncidentRef) -> IncidentPolicy:
+    if ref.tracker != GITHUB:
+        return service.policy
+    try:
+        text = tracker.repo_config(ref.project)
+        return repository_policy(text, service.policy, f"{ref.project}/.github/pmguard.yml")
+    except PolicyError as exc:
+        # A broken repository policy must not stop the check; the service policy applies and
+        # the problem is logged for the repository's maintainers.
+        log.warning("ignoring repository policy: %s", exc, extra={"incident": ref.id})
+        return service.policy
+
+
+def _record_incident(service, incident: Incident, verdict: str | None) -> None:
+    with session_scope(service.sessions) as session:
+        queries.upsert_incident(session, **_incident_fields(incident), verdict=verdict)
+
+
+def _incident_fields(incident: Incident) -> dict:
+    ref = incident.ref
+    return {
+        "id": ref.id,
+        "tracker": ref.tracker,
+        "site": ref.site,
+        "project": ref.project,
+        "key": ref.key,
+        "title": incident.title,
+        "url": incident.url,
+        "state": incident.state,
+        "closed_at": incident.closed_at,
+        "severity": incident.severity,
+    }
+
+
+def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None:
+    now = datetime.now(UTC)
+    with session_scope(service.sessions) as session:
+        row = queries.upsert_incident(
+            session, **_incident_fields(incident), verdict=verdict.status, last_checked_at=now
+        )
+        for pm_check in verdict.checks:
+            pm = pm_check.postmortem
+            pm_row = queries.link_postmortem(
+                session,
+                row,
+                tracker=incident.ref.tracker,
+                site=incident.ref.site,
+                kind=pm.ref.kind,
+                locator=pm.ref.locator,
+                url=pm.url,
+                title=pm.title,
+            )
+            analysis = pm_check.analysis
+            queries.save_analysis(
+                session,
+                incident_id=row.id,
+                postmortem_id=pm_row.id,
+                text=pm.text,
+                format=pm.format,
+                pack_name=service.pack.name,
+                pack_version=service.pack.version,
+                model=analysis.model,
+                verdict=verdict.status,
+                findings=[
+                    {**f.to_dict(), "start": f.start, "end": f.end, "sentence": f.sentence,
+                     "fingerprint": f.fingerprint}
+                    for f in analysis.findings
+                ],
+                action_items=[a.to_dict() for a in analysis.action_items],
+                summary={"open": len(pm_check.open_findings), "reason": reason},
+            )
+        queries.audit(
+            session,
+            actor="pmguard",
+            action="check",
+            target_type="incident",
+            target_id=row.id,
+            detail={"verdict": verdict.status, "reason": reason},
+        )

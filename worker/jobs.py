@@ -1,0 +1,125 @@
+"""The queue: huey (SQLite by default, Redis at scale) carrying job ids whose durable record
+is a row in the store. A job is never only in the queue: if the queue loses it (a killed
+worker, a failed enqueue), the recovery sweep finds the row and enqueues it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+
+from huey import RedisHuey, SqliteHuey
+from huey.exceptions import TaskLockedException
+
+from connector.base import IncidentRef, TrackerError
+from settings import Settings
+from store import queries
+from store.db import session_scope
+
+log = logging.getLogger("pmguard.worker")
+
+BASE_DELAY = 2.0  # seconds before the first retry; doubles per attempt
+MAX_DELAY = 600.0
+LOCK_WAIT = 1.0  # another job holds the incident: try again this soon
+STALE_AFTER = timedelta(minutes=10)  # a running job not heard of for this long was lost
+
+
+def make_huey(settings: Settings, *, name: str = "pmguard") -> SqliteHuey | RedisHuey:
+    if settings.redis_url:
+        return RedisHuey(name, url=settings.redis_url, utc=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name, filename=str((settings.data_dir / "queue.db").resolve()), utc=True)
+
+
+def backoff(attempt: int, retry_after: float | None = None, base: float = BASE_DELAY) -> float:
+    """Exponential backoff with jitter; a tracker's Retry-After wins when longer."""
+    delay = min(MAX_DELAY, base * 2 ** max(0, attempt - 1))
+    delay = delay * (0.75 + random.random() / 2)
+    return max(delay, retry_after or 0.0)
+
+
+def ref_from_payload(payload: dict) -> IncidentRef:
+    return IncidentRef(payload["tracker"], payload["site"], payload["project"], payload["key"])
+
+
+def ref_payload(ref: IncidentRef) -> dict:
+    return {"tracker": ref.tracker, "site": ref.site, "project": ref.project, "key": ref.key}
+
+
+class JobRunner:
+    """Registers the queue task on a huey instance and runs job rows through it."""
+
+    def __init__(self, service, huey, *, base_delay: float = BASE_DELAY) -> None:
+        self.service = service
+        self.huey = huey
+        self.base_delay = base_delay
+        self.task = huey.task(name="pmguard.run_job")(self.run)
+        huey.periodic_task(_every_minute(), name="pmguard.recover")(self.recover)
+
+    def enqueue(self, job_id: int, delay: float | None = None) -> None:
+        if delay:
+            self.task.schedule((job_id,), delay=delay)
+        else:
+            self.task(job_id)
+
+    def run(self, job_id: int) -> str:
+        sessions = self.service.sessions
+        with session_scope(sessions) as session:
+            job = queries.start_job(session, job_id)
+            if job is None:
+                return "gone"  # finished or retried elsewhere already
+            kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
+        ref = ref_from_payload(payload) if "tracker" in payload else None
+        lock = self.huey.lock_task(f"incident:{ref.id}") if ref else None
+        try:
+            if lock is not None:
+                with lock:
+                    result = self.service.run_job(kind, payload)
+            else:
+                result = self.service.run_job(kind, payload)
+        except TaskLockedException:
+            with session_scope(sessions) as session:
+                queries.requeue_job(session, job_id)
+            self.enqueue(job_id, delay=min(LOCK_WAIT, self.base_delay))
+            return "locked"
+        except TrackerError as exc:
+            return self._failed(job_id, attempt, str(exc), exc.transient, exc.retry_after)
+        except Exception as exc:  # a bug or an outage we did not foresee: keep the job
+            log.exception("job %s failed", job_id)
+            return self._failed(job_id, attempt, f"{exc.__class__.__name__}: {exc}", True, None)
+        with session_scope(sessions) as session:
+            queries.finish_job(session, job_id)
+        return result
+
+    def _failed(
+        self, job_id: int, attempt: int, error: str, transient: bool, retry_after: float | None
+    ) -> str:
+        delay = backoff(attempt, retry_after, self.base_delay) if transient else None
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay) if delay is not None else None
+        with session_scope(self.service.sessions) as session:
+            job = queries.fail_job(session, job_id, error, retry_at)
+            status = job.status
+        if status == "queued" and delay is not None:
+            log.warning("job %s will retry in %.1fs: %s", job_id, delay, error)
+            self.enqueue(job_id, delay=delay)
+            return "retrying"
+        log.error("job %s failed for good: %s", job_id, error)
+        return "failed"
+
+    def recover(self) -> int:
+        """Enqueue jobs the queue lost: due queued jobs and running jobs gone quiet."""
+        now = datetime.now(UTC)
+        with session_scope(self.service.sessions) as session:
+            ids = [j.id for j in queries.pending_jobs(session, now - STALE_AFTER)]
+        for job_id in ids:
+            self.enqueue(job_id)
+        if ids:
+            log.warning("recovered %d job(s) the queue had lost", len(ids))
+        return len(ids)
+
+
+def _every_minute():
+    from huey import crontab
+
+    return crontab(minute="*")

@@ -1,0 +1,72 @@
+"""Tracker clients built from the settings, one per configured site."""
+
+from __future__ import annotations
+
+import threading
+
+from connector.base import GITHUB, JIRA, IncidentRef, Tracker
+from settings import Settings
+
+
+class UnknownSite(LookupError):
+    pass
+
+
+class Trackers:
+    """Lazily built, shared tracker clients; the worker asks for the one a ref belongs to."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, Tracker] = {}
+        self._lock = threading.Lock()
+
+    def site(self, tracker: str) -> str:
+        if tracker == GITHUB:
+            return self.settings.github.api_url.rstrip("/")
+        return self.settings.jira.url.rstrip("/")
+
+    def get(self, tracker: str) -> Tracker:
+        with self._lock:
+            if tracker not in self._clients:
+                self._clients[tracker] = self._build(tracker)
+            return self._clients[tracker]
+
+    def for_ref(self, ref: IncidentRef) -> Tracker:
+        if ref.site.rstrip("/") != self.site(ref.tracker):
+            raise UnknownSite(f"no credentials for {ref.tracker} site {ref.site}")
+        return self.get(ref.tracker)
+
+    def _build(self, tracker: str) -> Tracker:
+        if tracker == GITHUB:
+            from connector.github import GitHubTracker
+
+            gh = self.settings.github
+            if not gh.configured:
+                raise UnknownSite("GitHub credentials are not configured")
+            return GitHubTracker(
+                gh.api_url,
+                token=gh.token or None,
+                app_id=gh.app_id,
+                private_key=gh.private_key or None,
+                bot_login=gh.bot_login or None,
+                postmortem_label=gh.postmortem_label,
+            )
+        if tracker == JIRA:
+            from connector.jira import JiraTracker
+
+            js = self.settings.jira
+            if not js.configured:
+                raise UnknownSite("Jira credentials are not configured")
+            return JiraTracker(
+                js.url,
+                email=js.email or None,
+                token=js.token or None,
+                pat=js.pat or None,
+                postmortem_issue_types=js.postmortem_issue_types,
+                link_types=js.link_types,
+                url_field=js.url_field or None,
+                reopen_transition=js.reopen_transition,
+                severity_field=js.severity_field or None,
+                bot_account=js.bot_account or None,
+            )
+        raise UnknownSite(f"unknown tracker {tracker!r}")
