@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint lint-example bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	# Until the service lands, `make run` lints the shipped sample postmortem.
+	$(BIN)/pmguard serve
+
+lint-example: $(STAMP)
 	$(BIN)/pmguard lint examples/postmortem.md || test $$? -eq 1
 
 test: $(STAMP)

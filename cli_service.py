@@ -48,9 +48,17 @@ def _logging(settings) -> None:
 
 
 def _consumer(service, workers: int):
-    consumer = service.huey.create_consumer(workers=workers, worker_type="thread",
-                                            periodic=True, check_worker_health=True)
-    return consumer
+    # huey on SQLite polls; its default back-off lets an idle worker sleep up to 10 s,
+    # which would be the latency of the first check after a quiet spell.
+    return service.huey.create_consumer(
+        workers=workers,
+        worker_type="thread",
+        periodic=True,
+        check_worker_health=True,
+        initial_delay=0.05,
+        backoff=1.2,
+        max_delay=0.5,
+    )
 
 
 @click.command(short_help="Run the web app and an in-process worker.")
@@ -85,6 +93,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     click.echo(f"pmguard: serving on http://{settings.host}:{server.port}")
+    for name, tracker in (("GitHub", settings.github), ("Jira", settings.jira)):
+        if not tracker.webhook_secret:
+            click.echo(f"pmguard: no {name} webhook secret set: its deliveries get 401 "
+                       f"(PMGUARD_{name.upper()}_WEBHOOK_SECRET)")
     try:
         server.serve_forever()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -57,6 +58,11 @@ def _create_sqlite_parent(url: URL) -> None:
     Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
+SQLITE_SYNCHRONOUS = (os.environ.get("PMGUARD_SQLITE_SYNCHRONOUS") or "FULL").upper()
+if SQLITE_SYNCHRONOUS not in ("FULL", "NORMAL"):
+    raise ValueError("PMGUARD_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,8 +75,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        # synchronous stays at its default (FULL): a delivery answered 202 must survive a
-        # power cut, which WAL's usual NORMAL does not promise.
+        # synchronous defaults to FULL: a delivery answered 202 must survive a power cut,
+        # which WAL's usual NORMAL does not promise (NORMAL still survives a killed
+        # process). PMGUARD_SQLITE_SYNCHRONOUS=NORMAL trades the one for throughput.
+        if SQLITE_SYNCHRONOUS != "FULL":
+            cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

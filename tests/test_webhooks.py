@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
 
 from connector.signatures import sign_github
 from tests.service_env import SECRET, ServiceEnv, make_settings
@@ -109,15 +108,14 @@ def test_form_encoded_deliveries_are_read_too(env) -> None:
     assert r.status_code == 202
 
 
-def test_database_down_answers_503_and_writes_nothing(env, monkeypatch) -> None:
-    from store import queries
+def test_database_down_answers_503_and_writes_nothing(env) -> None:
+    from store.db import make_engine
 
-    def down(*_a, **_k):
-        raise OperationalError("INSERT", {}, Exception("connection refused"))
-
-    monkeypatch.setattr(queries, "record_delivery", down)
-    r = env.github("issues", closed_payload())
+    # A real connection failure: nothing listens on port 1.
+    env.service.engine = make_engine("postgresql://postgres@127.0.0.1:1/pmguard")
+    r = env.github("issues", closed_payload(), delivery="while-down")
     assert r.status_code == 503 and "retry" in r.get_json()["error"]
+    assert "Traceback" not in r.get_data(as_text=True)
 
 
 def test_no_secret_configured_refuses_everything(tmp_path: Path) -> None:

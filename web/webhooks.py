@@ -17,7 +17,6 @@ from connector import github as gh
 from connector import jira as jr
 from connector.signatures import verify_github, verify_jira
 from store import queries
-from store.db import session_scope
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("pmguard.webhooks")
@@ -110,20 +109,25 @@ def _accept(service, source: str, delivery: str, event: str, parsed) -> Response
         return _error(400, "missing delivery id header")
     kind, payload = job
     try:
-        with session_scope(service.sessions) as session:
-            new = queries.record_delivery(
-                session, source, delivery, event, "enqueued", incident_id=parsed.ref.id
-            )
-            if not new:
-                return jsonify({"status": "duplicate", "delivery": delivery})
-            job_id = service.create_job(session, kind, {**payload, "delivery": delivery})
+        job_id = queries.accept_delivery(
+            service.engine,
+            source=source,
+            delivery_id=delivery,
+            event=event,
+            incident_id=parsed.ref.id,
+            kind=kind,
+            payload={**payload, "delivery": delivery},
+            max_attempts=service.settings.max_attempts,
+        )
     except OperationalError:
         log.exception("database unavailable")
         return _error(503, "database unavailable; retry later")
     except SQLAlchemyError:
         log.exception("could not record delivery %s", delivery)
         return _error(503, "could not record the delivery; retry later")
-    service.enqueue(job_id)
+    if job_id is None:
+        return jsonify({"status": "duplicate", "delivery": delivery})
+    service.enqueue_soon(job_id)
     response = jsonify({"status": "enqueued", "job": job_id, "delivery": delivery})
     response.status_code = 202
     return response

@@ -7,6 +7,9 @@ side runs jobs.
 from __future__ import annotations
 
 import logging
+import os
+import queue
+import threading
 from datetime import UTC, datetime
 
 from connector.base import (
@@ -57,6 +60,9 @@ class Service:
             self, self.huey, **({"base_delay": retry_base_delay} if retry_base_delay else {})
         )
         self.base_url = f"http://{settings.host}:{settings.port}"
+        self._handoff: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._handoff_lock = threading.Lock()
+        self._handoff_pid = 0
 
     # ---- deciding ------------------------------------------------------------------------
 
@@ -125,6 +131,24 @@ class Service:
             self.jobs.enqueue(job_id)
         except Exception:  # the row is durable; the recovery sweep will enqueue it
             log.exception("could not enqueue job %s; recovery will pick it up", job_id)
+
+    def enqueue_soon(self, job_id: int) -> None:
+        """Hand a committed job to the queue from a background thread.
+
+        The job row is the durable record, so the webhook can answer as soon as it is
+        committed; pushing the id onto huey (a second store, a second fsync) happens off the
+        request path. Should the process die first, the recovery sweep enqueues the row.
+        """
+        with self._handoff_lock:
+            if self._handoff_pid != os.getpid():  # a fork (gunicorn) has no thread yet
+                self._handoff = queue.SimpleQueue()
+                threading.Thread(target=self._drain, name="pmguard-enqueue", daemon=True).start()
+                self._handoff_pid = os.getpid()
+        self._handoff.put(job_id)
+
+    def _drain(self) -> None:
+        while True:
+            self.enqueue(self._handoff.get())
 
     # ---- running -------------------------------------------------------------------------
 

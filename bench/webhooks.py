@@ -1,0 +1,248 @@
+"""Webhook throughput and latency under gunicorn, against the bare Flask endpoint on the
+same server, and the time from a delivery to the comment on a (fake) tracker.
+
+    .venv/bin/python bench/webhooks.py [--requests 2000] [--concurrency 8] [--rate 10]
+
+Everything listens on 127.0.0.1 and is bounded in count and time. Prints numbers; asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connector.signatures import sign_github  # noqa: E402
+from tests.fakes.github import FakeGitHub  # noqa: E402
+
+SECRET = b"bench-secret"
+REPO = "acme/ops"
+BIN = ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+def closed_payload(number: int, labels: tuple[str, ...]) -> bytes:
+    return json.dumps({
+        "action": "closed",
+        "issue": {"number": number, "state": "closed", "state_reason": "completed",
+                  "labels": [{"name": name} for name in labels], "title": "x",
+                  "user": {"login": "ana"}},
+        "repository": {"full_name": REPO},
+        "sender": {"login": "ana", "type": "User"},
+    }).encode()
+
+
+def load(port: int, path: str, make_body, total: int, concurrency: int) -> dict:
+    """`total` POSTs from `concurrency` keep-alive connections; latencies in ms."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for i in counter:
+            body, headers = make_body(i)
+            started = time.perf_counter()
+            conn.request("POST", path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": total / wall,
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "statuses": statuses,
+    }
+
+
+def github_delivery(labels: tuple[str, ...]):
+    def make(i: int):
+        body = closed_payload(1 + i % 50, labels)
+        return body, {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign_github(SECRET, body),
+        }
+
+    return make
+
+
+def bare_delivery(i: int):
+    body = closed_payload(1, ("docs",))
+    return body, {"Content-Type": "application/json"}
+
+
+def print_job_timings(db: Path) -> None:
+    """Where the time goes: queued -> started -> finished, from the job rows."""
+    import sqlite3
+    from datetime import datetime
+
+    rows = sqlite3.connect(db).execute(
+        "select created_at, updated_at, finished_at, attempts from jobs where status='done'"
+    ).fetchall()
+
+    def ts(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    total = sorted(ts(f) - ts(c) for c, _u, f, _a in rows if f)
+    if total:
+        print(f"  job rows: {len(rows)} done, created -> finished median "
+              f"{statistics.median(total):.2f} s, max {total[-1]:.2f} s, "
+              f"retried {sum(1 for r in rows if r[3] > 1)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=10.0, help="incidents per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="pmguard-bench-"))
+    fake = FakeGitHub().start()
+    fake.add_repo(REPO)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PMGUARD_DATA_DIR": str(tmp),
+        "PMGUARD_GITHUB_WEBHOOK_SECRET": SECRET.decode(),
+        "PMGUARD_GITHUB_TOKEN": fake.token,
+        "PMGUARD_GITHUB_API_URL": fake.url,
+        "PMGUARD_GITHUB_BOT_LOGIN": fake.user,
+        "PMGUARD_LOG_FORMAT": "json",
+    }
+    subprocess.run([str(BIN / "pmguard"), "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    web = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-w", str(args.web_workers), "-b", f"127.0.0.1:{port}",
+         "--log-level", "warning", "bench.wsgi:app"],
+        env=env, cwd=ROOT,
+    )
+    worker = None
+    try:
+        wait_http(port)
+        n, c = args.requests, args.concurrency
+        load(port, "/bench/bare", bare_delivery, 200, c)  # warm up every worker
+        bare = load(port, "/bench/bare", bare_delivery, n, c)
+        noop = load(port, "/webhooks/github", github_delivery(("docs",)), n, c)
+        relevant = load(port, "/webhooks/github", github_delivery(("incident",)), n, c)
+        print(f"gunicorn {args.web_workers} workers, {n} requests per kind, concurrency {c}")
+        for name, r in (("bare Flask", bare), ("needs nothing (204)", noop),
+                        ("relevant (202)", relevant)):
+            print(f"  {name:22s} {r['rps']:8.0f} req/s  p50 {r['p50']:6.1f} ms  "
+                  f"p99 {r['p99']:6.1f} ms  {r['statuses']}")
+        for name, r, target in (("needs nothing", noop, 0.8), ("relevant", relevant, 0.5)):
+            print(f"  ratio {name:14s} throughput {r['rps'] / bare['rps']:.2f} "
+                  f"(target >= {target}), p50 {bare['p50'] / r['p50']:.2f}, "
+                  f"p99 {bare['p99'] / r['p99']:.2f}")
+
+        # Delivery -> comment on the fake tracker, at a steady rate, with one worker process.
+        subprocess.run([str(BIN / "python"), "-c",
+                        "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+                        "c.execute('delete from jobs'); c.commit()",
+                        str(tmp / "pmguard.db")], check=True)
+        worker = subprocess.Popen([str(BIN / "pmguard"), "worker", "--workers", "4"],
+                                  env=env, cwd=tmp, stderr=subprocess.DEVNULL)
+        count = int(args.rate * args.seconds)
+        numbers = [fake.add_issue(REPO, f"Incident {i}", "Postmortem: none yet",
+                                  labels=["incident"]) for i in range(count)]
+        sent: dict[int, float] = {}
+        done: dict[int, float] = {}
+        sending = threading.Event()
+
+        def poll() -> None:  # watch the tracker while deliveries are still going out
+            deadline = time.perf_counter() + args.seconds + 60
+            while time.perf_counter() < deadline and (sending.is_set() or len(done) < len(sent)):
+                for number in list(sent):
+                    if number not in done and fake.comments(REPO, number):
+                        done[number] = time.perf_counter()
+                time.sleep(0.01)
+
+        sending.set()
+        poller = threading.Thread(target=poll)
+        poller.start()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        started = time.perf_counter()
+        for i, number in enumerate(numbers):
+            time.sleep(max(0.0, started + i / args.rate - time.perf_counter()))
+            fake.close_issue(REPO, number)
+            body = closed_payload(number, ("incident",))
+            sent[number] = time.perf_counter()
+            conn.request("POST", "/webhooks/github", body=body, headers={
+                "Content-Type": "application/json", "X-GitHub-Event": "issues",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": sign_github(SECRET, body)})
+            conn.getresponse().read()
+        sending.clear()
+        poller.join()
+        waits = sorted(done[k] - sent[k] for k in done)
+        if waits:
+            print(f"delivery -> comment at {args.rate:.0f} incidents/s, {len(waits)}/"
+                  f"{len(numbers)} commented: median {statistics.median(waits):.2f} s, "
+                  f"p90 {waits[int(len(waits) * 0.9) - 1]:.2f} s, max {waits[-1]:.2f} s "
+                  f"(target: median < 2 s)")
+        print_job_timings(tmp / "pmguard.db")
+    finally:
+        for proc in (worker, web):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

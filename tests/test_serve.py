@@ -1,0 +1,85 @@
+"""`pmguard serve` as a real process: starts with nothing but a secret, migrates its SQLite
+file, answers a signed ping and a relevant delivery, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from connector.signatures import sign_github
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, headers: dict) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PMGUARD_DATA_DIR": str(tmp_path),
+        "PMGUARD_GITHUB_WEBHOOK_SECRET": "s",
+        "PMGUARD_GITHUB_TOKEN": "t",
+        "PMGUARD_GITHUB_API_URL": "http://127.0.0.1:9",  # nothing listens: jobs just retry
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("serve did not come up")
+        body = json.dumps({"zen": "hi", "hook_id": 1}).encode()
+        headers = {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "p1",
+                   "Content-Type": "application/json",
+                   "X-Hub-Signature-256": sign_github(b"s", body)}
+        assert post(f"{base}/webhooks/github", body, headers) == 200
+        headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+        assert post(f"{base}/webhooks/github", body, headers) == 401
+        closed = json.dumps({
+            "action": "closed",
+            "issue": {"number": 1, "state": "closed", "labels": [{"name": "incident"}]},
+            "repository": {"full_name": "acme/ops"},
+            "sender": {"login": "ana", "type": "User"},
+        }).encode()
+        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "c1",
+                   "Content-Type": "application/json",
+                   "X-Hub-Signature-256": sign_github(b"s", closed)}
+        assert post(f"{base}/webhooks/github", closed, headers) == 202
+        assert (tmp_path / "pmguard.db").exists() and (tmp_path / "secret_key").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "serving on" in out and "Traceback" not in out
+    assert "t" not in [w.strip(",") for w in out.split()]  # the token never reaches the log
