@@ -94,6 +94,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     signal.signal(signal.SIGINT, stop)
     click.echo(f"pmguard: serving on http://{settings.host}:{server.port}")
     for name, tracker in (("GitHub", settings.github), ("Jira", settings.jira)):
+        if name == "Jira" and any(j.webhook_secret for j in settings.jiras):
+            continue
         if not tracker.webhook_secret:
             click.echo(f"pmguard: no {name} webhook secret set: its deliveries get 401 "
                        f"(PMGUARD_{name.upper()}_WEBHOOK_SECRET)")
@@ -146,14 +148,15 @@ def reconcile(since_text: str) -> None:
     _logging(settings)
     service = _service(settings)
     since = datetime.now(UTC) - parse_since(since_text)
-    trackers = [t for t, ok in (("github", settings.github.configured),
-                                ("jira", settings.jira.configured)) if ok]
-    if not trackers:
+    targets = [("github", site) for site in service.trackers.sites("github")] + [
+        ("jira", site) for site in service.trackers.sites("jira")
+    ]
+    if not targets:
         raise CliError("no tracker credentials configured")
     total = 0
-    for name in trackers:
-        for project in service.projects(name):
-            for incident_id in service.reconcile_project(name, project, since):
+    for name, site in targets:
+        for project in service.projects(name, site):
+            for incident_id in service.reconcile_project(name, project, since, site):
                 click.echo(f"queued {incident_id}")
                 total += 1
     click.echo(f"pmguard: {total} incident(s) queued for a check")

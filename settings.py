@@ -76,6 +76,16 @@ class Settings:
     policy: dict = field(default_factory=dict)  # the service-wide postmortem policy
     github: GitHubSettings = field(default_factory=GitHubSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
+    jira_sites: tuple[JiraSettings, ...] = ()  # more Jira sites beside `jira`
+
+    @property
+    def jiras(self) -> tuple[JiraSettings, ...]:
+        """Every configured Jira site, the `jira` section first."""
+        return tuple(j for j in (self.jira, *self.jira_sites) if j.url)
+
+    def jira_for(self, site: str) -> JiraSettings | None:
+        site = site.rstrip("/")
+        return next((j for j in self.jiras if j.url.rstrip("/") == site), None)
 
     @property
     def database(self) -> str:
@@ -155,11 +165,17 @@ def _read_secret(path: str, name: str) -> str:
 
 
 def _build(raw: dict) -> Settings:
-    top = {k: v for k, v in raw.items() if k not in ("github", "jira")}
+    top = {k: v for k, v in raw.items() if k not in ("github", "jira", "jira_sites")}
     github = _section(GitHubSettings, raw.get("github") or {}, "github")
     jira = _section(JiraSettings, raw.get("jira") or {}, "jira")
+    sites = raw.get("jira_sites") or []
+    if not isinstance(sites, list):
+        raise SettingsError("setting 'jira_sites' must be a list of Jira site sections")
+    jira_sites = tuple(
+        _section(JiraSettings, site, f"jira_sites[{i}]") for i, site in enumerate(sites)
+    )
     settings = _section(Settings, top, "")
-    settings = replace(settings, github=github, jira=jira)
+    settings = replace(settings, github=github, jira=jira, jira_sites=jira_sites)
     if settings.log_format not in ("text", "json"):
         raise SettingsError("setting 'log_format' must be 'text' or 'json'")
     if settings.github.app_id and not settings.github.private_key:
@@ -167,11 +183,18 @@ def _build(raw: dict) -> Settings:
             "setting 'github.private_key' is required with 'github.app_id' "
             "(PMGUARD_GITHUB_PRIVATE_KEY_FILE)"
         )
-    if settings.jira.url and not settings.jira.configured:
-        raise SettingsError(
-            "setting 'jira.url' needs 'jira.email' + 'jira.token' (Cloud) or 'jira.pat' "
-            "(Data Center)"
-        )
+    for name, site in (("jira", settings.jira),
+                       *((f"jira_sites[{i}]", s) for i, s in enumerate(settings.jira_sites))):
+        if site.url and not site.configured:
+            raise SettingsError(
+                f"setting '{name}.url' needs '{name}.email' + '{name}.token' (Cloud) or "
+                f"'{name}.pat' (Data Center)"
+            )
+        if name != "jira" and not site.url:
+            raise SettingsError(f"setting '{name}.url' is required")
+    urls = [j.url.rstrip("/") for j in settings.jiras]
+    if len(urls) != len(set(urls)):
+        raise SettingsError("setting 'jira_sites': each Jira site must have its own url")
     for name in ("database_url", "redis_url"):
         value = getattr(settings, name)
         if value and "://" not in value:
@@ -182,7 +205,7 @@ def _build(raw: dict) -> Settings:
 def _section(cls: type, raw: dict, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise SettingsError(f"setting '{prefix}' must be a mapping")
-    known = {f.name: f for f in fields(cls) if f.name not in ("github", "jira")}
+    known = {f.name: f for f in fields(cls) if f.name not in ("github", "jira", "jira_sites")}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = f"{prefix}.{key}" if prefix else key

@@ -6,10 +6,13 @@ behind the `Tracker` protocol. Nothing here analyses text; nothing here touches 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+MENTION = re.compile(r"(?<![\w@/])@([A-Za-z0-9][\w-]*(?:\.[\w-]+)*)")
 
 GITHUB = "github"
 JIRA = "jira"
@@ -76,8 +79,11 @@ class Incident:
 
     @property
     def roster(self) -> tuple[str, ...]:
-        """People involved: author, assignees and commenters (for person detection)."""
+        """People involved: author, assignees, commenters and @mentions in the body and
+        comments (for person detection in the postmortem)."""
         people = [self.author or "", *self.assignees, *(c.author for c in self.comments)]
+        for text in (self.body, *(c.body for c in self.comments)):
+            people.extend(f"@{m}" for m in MENTION.findall(text or ""))
         return tuple(dict.fromkeys(p for p in people if p))
 
 

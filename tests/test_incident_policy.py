@@ -92,3 +92,12 @@ def test_repository_policy_overlays_the_service_policy() -> None:
 def test_policy_errors_name_source_and_key(data: dict, message: str) -> None:
     with pytest.raises(PolicyError, match=f"repo.yml: .*{message}"):
         policy_from_mapping(data, "repo.yml")
+
+
+def test_roster_has_author_assignees_commenters_and_mentions() -> None:
+    inc = Incident(
+        ref=REF, title="t", body="Paged @ines.k and @sre-team; mail ops@example.com",
+        body_format="markdown", state="closed", url="u", author="ana", assignees=("bo",),
+        comments=(Comment("1", "cy", "thanks @dee"),),
+    )
+    assert inc.roster == ("ana", "bo", "cy", "@ines.k", "@sre-team", "@dee")

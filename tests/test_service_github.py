@@ -163,7 +163,8 @@ def test_editing_the_postmortem_edits_the_comment_in_place(env) -> None:
     wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number), what="ok label")
     [after] = our_comments(env.fake, number)
     assert after["id"] == first["id"] and after["body"] != first["body"]
-    assert "postmortem:needs-review" not in env.fake.labels(REPO, number)
+    wait_until(lambda: "postmortem:needs-review" not in env.fake.labels(REPO, number),
+               what="the old verdict label to go")
 
 
 def test_recheck_command_needs_write_access(env) -> None:

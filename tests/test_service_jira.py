@@ -114,3 +114,37 @@ def test_other_issue_types_need_nothing(env) -> None:
     key = env.fake.add_issue("OPS", "Rename a button", "", issue_type="Task")
     env.fake.transition(key, "Done")
     assert env.jira(closed_event(env.fake, key)).status_code == 204
+
+
+def test_several_jira_sites_each_with_its_own_secret(tmp_path: Path) -> None:
+    import json
+    from dataclasses import replace
+
+    from connector.signatures import sign_jira
+    from settings import JiraSettings
+
+    with FakeJira("Cloud") as cloud, FakeJira("Server") as dc:
+        settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "",
+                                 jira_url=cloud.url, **{
+                                     "jira_email": cloud.email, "jira_token": cloud.token})
+        settings = replace(settings, jira_sites=(
+            JiraSettings(url=dc.url, pat=dc.pat, webhook_secret="second-site-secret"),
+        ))
+        e = ServiceEnv(settings, queue_name=f"pmguard-sites-{uuid.uuid4().hex[:8]}")
+        e.start_worker()
+        try:
+            dc.add_project("OPS")
+            key = dc.add_issue("OPS", "Payments down on the DC site", "")
+            dc.transition(key, "Done")
+            body = json.dumps(closed_event(dc, key)).encode()
+            wrong = e.jira(closed_event(dc, key), signature="sha256=" + "0" * 64)
+            assert wrong.status_code == 401
+            r = e.client.post("/webhooks/jira", data=body, headers={
+                "Content-Type": "application/json",
+                "X-Atlassian-Webhook-Identifier": "dc-1",
+                "X-Hub-Signature": sign_jira(b"second-site-secret", body)})
+            assert r.status_code == 202, r.get_json()
+            wait_until(lambda: ours(dc, key), what="comment on the second site")
+            wait_until(lambda: "postmortem:missing" in dc.labels(key), what="label")
+        finally:
+            e.stop()

@@ -80,14 +80,21 @@ def github() -> Response:
 @bp.post("/webhooks/jira")
 def jira() -> Response:
     service = current_app.extensions["pmguard"]
-    secret = service.settings.jira.webhook_secret
     body = _body()
     if isinstance(body, Response):
         return body
-    if not secret:
+    header = request.headers.get("X-Hub-Signature")
+    # Several Jira sites each sign with their own secret; the one that verifies names the
+    # site. Every secret is checked (no early exit) so timing does not tell which matched.
+    matches = [
+        site for site in service.settings.jiras
+        if site.webhook_secret and verify_jira(site.webhook_secret.encode(), body, header)
+    ]
+    if not any(site.webhook_secret for site in service.settings.jiras):
         return _error(401, "Jira webhook secret is not configured")
-    if not verify_jira(secret.encode(), body, request.headers.get("X-Hub-Signature")):
+    if not matches:
         return _error(401, "missing or wrong X-Hub-Signature")
+    site = matches[0]
     payload = _json(body)
     if isinstance(payload, Response):
         return payload
@@ -95,8 +102,9 @@ def jira() -> Response:
     event = str(payload.get("webhookEvent", ""))
     parsed = jr.parse_event(
         payload,
-        site=service.settings.jira.url.rstrip("/"),
-        bot_account=service.settings.jira.bot_account or None,
+        site=site.url.rstrip("/"),
+        bot_account=site.bot_account or None,
+        postmortem_issue_types=site.postmortem_issue_types,
     )
     return _accept(service, "jira", delivery, event, parsed)
 

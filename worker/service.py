@@ -76,8 +76,8 @@ class Service:
                 return False
             wanted = {label.lower() for label in gh.incident_labels}
             return bool(wanted & {label.lower() for label in incident.labels})
-        js = self.settings.jira
-        if js.projects and ref.project not in js.projects:
+        js = self.settings.jira_for(ref.site)
+        if js is None or (js.projects and ref.project not in js.projects):
             return False
         return (incident.issue_type or "").lower() in {t.lower() for t in js.issue_types}
 
@@ -92,7 +92,9 @@ class Service:
             is_pm = gh.postmortem_label.lower() in labels
             is_incident = bool(labels & {label.lower() for label in gh.incident_labels})
         else:
-            js = self.settings.jira
+            js = self.settings.jira_for(event.ref.site)
+            if js is None:
+                return None
             # Issue-link events name the issue by id only (project ""): the worker decides.
             if js.projects and event.ref.project and event.ref.project not in js.projects:
                 return None
@@ -166,7 +168,8 @@ class Service:
             return self._postmortem_edited(ref_from_payload(payload))
         if kind == RECONCILE:
             return str(len(self.reconcile_project(payload["tracker"], payload["project"],
-                                                  datetime.fromisoformat(payload["since"]))))
+                                                  datetime.fromisoformat(payload["since"]),
+                                                  payload.get("site"))))
         raise ValueError(f"unknown job kind {kind!r}")
 
     def _postmortem_edited(self, pm_ref: IncidentRef) -> str:
@@ -184,9 +187,11 @@ class Service:
     def check_now(self, ref: IncidentRef, reason: str = "manual") -> Outcome:
         return check_incident(self, ref, reason=reason)
 
-    def reconcile_project(self, tracker_name: str, project: str, since: datetime) -> list[str]:
+    def reconcile_project(
+        self, tracker_name: str, project: str, since: datetime, site: str | None = None
+    ) -> list[str]:
         """Closed incidents in `project` since `since` that the store has no check for."""
-        tracker = self.trackers.get(tracker_name)
+        tracker = self.trackers.get(tracker_name, site)
         missed = []
         for ref in tracker.recently_closed(project, since):
             with session_scope(self.sessions) as session:
@@ -198,12 +203,14 @@ class Service:
             missed.append(ref.id)
         return missed
 
-    def projects(self, tracker_name: str) -> list[str]:
+    def projects(self, tracker_name: str, site: str | None = None) -> list[str]:
         if tracker_name == GITHUB:
             return list(self.settings.github.repositories) or list(
                 self.trackers.get(GITHUB).repositories()
             )
-        return list(self.settings.jira.projects) or list(self.trackers.get("jira").projects())
+        js = self.settings.jira_for(site or self.trackers.site("jira"))
+        configured = list(js.projects) if js else []
+        return configured or list(self.trackers.get("jira", site).projects())
 
     def details_url(self, ref: IncidentRef) -> str:
         return f"{self.base_url}/incidents/{ref.id}"

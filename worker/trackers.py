@@ -17,32 +17,37 @@ class Trackers:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, Tracker] = {}
+        self._clients: dict[tuple[str, str], Tracker] = {}
         self._lock = threading.Lock()
 
     def site(self, tracker: str) -> str:
+        """The primary site of a tracker kind."""
         if tracker == GITHUB:
             return self.settings.github.api_url.rstrip("/")
         return self.settings.jira.url.rstrip("/")
 
-    def get(self, tracker: str) -> Tracker:
+    def sites(self, tracker: str) -> list[str]:
+        if tracker == GITHUB:
+            return [self.site(GITHUB)] if self.settings.github.configured else []
+        return [j.url.rstrip("/") for j in self.settings.jiras if j.configured]
+
+    def get(self, tracker: str, site: str | None = None) -> Tracker:
+        site = (site or self.site(tracker)).rstrip("/")
         with self._lock:
-            if tracker not in self._clients:
-                self._clients[tracker] = self._build(tracker)
-            return self._clients[tracker]
+            if (tracker, site) not in self._clients:
+                self._clients[(tracker, site)] = self._build(tracker, site)
+            return self._clients[(tracker, site)]
 
     def for_ref(self, ref: IncidentRef) -> Tracker:
-        if ref.site.rstrip("/") != self.site(ref.tracker):
-            raise UnknownSite(f"no credentials for {ref.tracker} site {ref.site}")
-        return self.get(ref.tracker)
+        return self.get(ref.tracker, ref.site)
 
-    def _build(self, tracker: str) -> Tracker:
+    def _build(self, tracker: str, site: str) -> Tracker:
         if tracker == GITHUB:
             from connector.github import GitHubTracker
 
             gh = self.settings.github
-            if not gh.configured:
-                raise UnknownSite("GitHub credentials are not configured")
+            if not gh.configured or site != self.site(GITHUB):
+                raise UnknownSite(f"no GitHub credentials for {site}")
             return GitHubTracker(
                 gh.api_url,
                 token=gh.token or None,
@@ -54,9 +59,9 @@ class Trackers:
         if tracker == JIRA:
             from connector.jira import JiraTracker
 
-            js = self.settings.jira
-            if not js.configured:
-                raise UnknownSite("Jira credentials are not configured")
+            js = self.settings.jira_for(site)
+            if js is None or not js.configured:
+                raise UnknownSite(f"no Jira credentials for {site}")
             return JiraTracker(
                 js.url,
                 email=js.email or None,
