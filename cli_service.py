@@ -195,10 +195,13 @@ def jobs_retry(job_ids: tuple[int, ...]) -> None:
     settings = _settings()
     service = _service(settings)
     for job_id in job_ids:
-        with session_scope(service.sessions) as session:
-            job = queries.retry_job(session, job_id)
-            if job is None:
-                raise CliError(f"no job {job_id}")
+        try:
+            with session_scope(service.sessions) as session:
+                queries.retry_job(session, job_id)
+        except LookupError:
+            raise CliError(f"no job {job_id}") from None
+        except queries.JobStateError as exc:
+            raise CliError(f"job {job_id}: {exc}") from None
         service.enqueue(job_id)
         click.echo(f"pmguard: job {job_id} queued again")
 
