@@ -200,7 +200,7 @@ class ConfluenceClient:
             title=data.get("title") or "",
             storage=((data.get("body") or {}).get("storage") or {}).get("value") or "",
             url=url,
-            updated_at=_parse_time(version.get("when")),
+            updated_at=parse_time(version.get("when")),
         )
 
     def _get(self, path: str, params: dict, what: str) -> dict:
@@ -230,8 +230,9 @@ def _error_text(response: requests.Response) -> str:
     return ""
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
+def parse_time(value: object) -> datetime | None:
+    """An Atlassian timestamp ("2024-03-07T14:02:11.000+0000"), or None."""
+    if not isinstance(value, str) or not value:
         return None
     for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
         try:

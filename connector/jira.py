@@ -35,7 +35,13 @@ from connector.base import (
     WebhookEvent,
 )
 from connector.base import JIRA as TRACKER
-from connector.confluence import ConfluenceClient, PageTarget, http_error, page_target
+from connector.confluence import (
+    ConfluenceClient,
+    PageTarget,
+    http_error,
+    page_target,
+    parse_time,
+)
 
 POSTMORTEM_ISSUE_TYPES = ("Postmortem", "Post-incident review")
 
@@ -388,11 +394,11 @@ class JiraTracker:
                     id=str(c.raw.get("id")),
                     author=_display(c.raw.get("author")),
                     body=_plain(c.raw.get("body")),
-                    created_at=_parse_time(c.raw.get("created")),
+                    created_at=parse_time(c.raw.get("created")),
                 )
                 for c in comments
             ),
-            closed_at=_parse_time(fields.get("resolutiondate")) if done else None,
+            closed_at=parse_time(fields.get("resolutiondate")) if done else None,
             linked=self._linked(fields, remote),
             extra={"people": tuple(p for p in people if p), "id": str(raw.get("id") or "")},
         )
@@ -428,7 +434,7 @@ class JiraTracker:
             text=text,
             format=fmt,
             url=self._browse(key),
-            updated_at=_parse_time(fields.get("updated")),
+            updated_at=parse_time(fields.get("updated")),
         )
 
     def _page_postmortem(self, ref: PostmortemRef, target: PageTarget) -> Postmortem:
@@ -684,15 +690,3 @@ def _norm(text: str) -> str:
     return text.replace("\r\n", "\n").strip()
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
-        try:
-            return datetime.strptime(value, fmt)
-        except ValueError:
-            pass
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None

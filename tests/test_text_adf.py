@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nlp.text import Document, TextFormatError, detect_format, parse
+from tests.text_invariants import assert_offsets as check_offsets
 
 
 def _json_decodes_to(piece: str, group: str) -> bool:
@@ -30,26 +31,7 @@ def _allowed_adf(group: str, piece: str) -> bool:
 
 
 def assert_offsets(doc: Document) -> None:
-    src = doc.source
-    for block in doc.blocks:
-        text = block.text
-        assert len(text) == len(block.starts) == len(block.ends)
-        previous = 0
-        for i in range(len(text)):
-            start, end = block.starts[i], block.ends[i]
-            assert 0 <= start < end <= len(src), (block, i)
-            assert start >= previous, (block, i)
-            previous = start
-        i = 0
-        while i < len(text):
-            j = i
-            span = (block.starts[i], block.ends[i])
-            while j + 1 < len(text) and (block.starts[j + 1], block.ends[j + 1]) == span:
-                j += 1
-            group, piece = text[i : j + 1], src[span[0] : span[1]]
-            if group != piece:
-                assert _allowed_adf(group, piece), (group, piece, block)
-            i = j + 1
+    check_offsets(doc, _allowed_adf)
 
 
 def adf(content: list, *, ensure_ascii: bool = False, indent: int | None = 2, **kw) -> Document:

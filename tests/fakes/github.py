@@ -30,7 +30,8 @@ from urllib.parse import quote, urlencode
 import jwt
 import pytest
 from flask import Flask, Response, abort, g, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.fakes.server import LocalServer
 
 DOCS = "https://docs.github.com/rest"
 DEFAULT_TOKEN = "ghp_fakeTokenForTests0000000000000000000"
@@ -104,15 +105,11 @@ class _Rule:
     seconds: float = 0.0
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:  # keep test output clean
-        pass
-
-
-class FakeGitHub:
+class FakeGitHub(LocalServer):
     """In-memory GitHub with seeding helpers, readers, a request log and fault injection."""
 
     def __init__(self, *, token: str = DEFAULT_TOKEN, user: str = "pmguard-bot", prefix: str = ""):
+        super().__init__()
         self.token = token
         self.tokens = {token}
         self.user = user  # whom the personal access token(s) belong to
@@ -130,8 +127,6 @@ class FakeGitHub:
         self._installations: dict[int, list[str]] = {}
         self._installation_tokens: dict[str, tuple[int, datetime]] = {}
         self.app = self._build_app()
-        self._server = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -145,32 +140,8 @@ class FakeGitHub:
         """Where html_url links point (github.com's role)."""
         return self.root
 
-    def start(self) -> FakeGitHub:
-        self._server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self.root = f"http://127.0.0.1:{self._server.server_port}"
-        # A short poll keeps stop() (and so every test's teardown) quick.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def started(self, root: str) -> None:
+        self.root = root
 
     # ---- seeding -------------------------------------------------------------------------
 

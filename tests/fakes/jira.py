@@ -33,7 +33,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+
+from tests.fakes.server import LocalServer
 
 API = "/rest/api/2"
 
@@ -139,12 +140,7 @@ class _Rule:
     seconds: float = 0.0
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log(self, *args: Any) -> None:  # keep test output to the tests' own
-        pass
-
-
-class FakeJira:
+class FakeJira(LocalServer):
     """In-memory Jira + Confluence served on 127.0.0.1 (a free port)."""
 
     def __init__(
@@ -156,6 +152,7 @@ class FakeJira:
         pat: str = "dc-personal-access-token-s3cret",
         time_zone: str = "UTC",
     ) -> None:
+        super().__init__()
         if deployment not in ("Cloud", "Server"):
             raise ValueError("deployment is 'Cloud' or 'Server'")
         self.deployment = deployment
@@ -179,37 +176,12 @@ class FakeJira:
         self._rules: list[_Rule] = []
         self.add_user(BOT, "Postmortem Guard", time_zone=time_zone)
         self.app = self._build_app()
-        self._server = None
-        self._thread: threading.Thread | None = None
         self.url = ""
 
     # ---- lifecycle
 
-    def start(self) -> FakeJira:
-        self._server = make_server(
-            "127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler
-        )
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        # A short poll keeps stop() quick; the default 0.5 s adds up over a test suite.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeJira:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def started(self, root: str) -> None:
+        self.url = root
 
     def credentials(self) -> dict[str, str]:
         """Keyword arguments for JiraTracker: email + token on Cloud, pat on Server."""
