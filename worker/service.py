@@ -10,7 +10,12 @@ import logging
 import os
 import queue
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.base import (
     CLOSED,
@@ -23,8 +28,10 @@ from connector.base import (
     WebhookEvent,
 )
 from rules.incident_policy import IncidentPolicy, policy_from_mapping
-from rules.schema import RulePack, load_pack
+from rules.schema import PackError, RulePack, load_pack
+from rules.versions import pack_from_version
 from settings import Settings
+from store import packs as pack_store
 from store import queries
 from store.db import make_engine, session_factory, session_scope
 from worker.check import Outcome, check_incident
@@ -38,8 +45,16 @@ RECHECK_JOB = "recheck"  # check one incident if the person asking may
 POSTMORTEM_JOB = "postmortem"  # re-check every incident linking a postmortem issue
 RECONCILE = "reconcile"
 
+PACK_NAME = pack_store.DEFAULT_NAME  # the published pack the worker runs
+# How stale a process's view of the active pack may be: a publish reaches every web and
+# worker process within this long, for one indexed query per interval.
+PACK_REFRESH_SECONDS = 5.0
+_UNRESOLVED = object()  # in a job whose pack has not been read yet
+
 
 class Service:
+    pack_refresh_seconds: float = PACK_REFRESH_SECONDS
+
     def __init__(
         self,
         settings: Settings,
@@ -53,7 +68,15 @@ class Service:
         self.engine = make_engine(settings.database)
         self.sessions = session_factory(self.engine)
         self.trackers = trackers or Trackers(settings)
-        self.pack = pack or load_pack(None)
+        # An explicit pack (tests, a pack file) is used as given and never replaced by a
+        # published one.
+        self._pack_override: RulePack | None = pack
+        self._pack_lock = threading.Lock()
+        self._pack_checked = float("-inf")
+        self._published: tuple[int, RulePack] | None = None  # (version id, parsed pack)
+        self._shipped_pack: RulePack | None = None
+        self._broken_version: int | None = None  # an active version that does not parse
+        self._job_pack = threading.local()  # the pack pinned for the job on this thread
         self.policy: IncidentPolicy = policy_from_mapping(settings.policy or {}, "policy")
         self.huey = huey if huey is not None else make_huey(settings)
         self.jobs = JobRunner(
@@ -63,6 +86,85 @@ class Service:
         self._handoff: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._handoff_lock = threading.Lock()
         self._handoff_pid = 0
+
+    # ---- rule pack -----------------------------------------------------------------------
+
+    @property
+    def pack(self) -> RulePack:
+        """The rule pack to check with: the constructor's `pack=` when given, else the
+        active published version of the "default" pack, else the shipped default.
+
+        Inside a job the pack is read once, on first use, and held for the rest of the job:
+        check_incident reads `service.pack` for the check and again for the pack name and
+        version it stores, and a publish landing in between must not make the analysis
+        name a version it was not checked with.
+        """
+        if self._pack_override is not None:
+            return self._pack_override
+        pinned = getattr(self._job_pack, "pack", None)
+        if pinned is _UNRESOLVED:
+            pinned = self._job_pack.pack = self.current_pack()
+        return pinned if pinned is not None else self.current_pack()
+
+    @pack.setter
+    def pack(self, value: RulePack | None) -> None:
+        self._pack_override = value
+
+    def current_pack(self, *, refresh: bool = False) -> RulePack:
+        """The active published pack (re-checked at most every `pack_refresh_seconds`, or
+        now with `refresh=True`), else the shipped default."""
+        with self._pack_lock:
+            now = time.monotonic()
+            if refresh or now - self._pack_checked >= self.pack_refresh_seconds:
+                self._pack_checked = now
+                self._refresh_published()
+            if self._published is not None:
+                return self._published[1]
+            if self._shipped_pack is None:
+                self._shipped_pack = load_pack(None)
+            return self._shipped_pack
+
+    def _refresh_published(self) -> None:
+        # Keeps the last good pack on any failure: a database hiccup or a stored version
+        # that no longer parses must not stop checks, and the shipped default is only the
+        # answer when nothing was ever published.
+        try:
+            with session_scope(self.sessions) as session:
+                version_id = pack_store.active_version_id(session, PACK_NAME)
+                if version_id is None:
+                    self._published = None
+                    return
+                known = self._published[0] if self._published is not None else None
+                if version_id in (known, self._broken_version):
+                    return
+                row = pack_store.get_version(session, version_id)
+                if row is None:  # deleted by hand between the two reads
+                    return
+        except SQLAlchemyError as error:  # the database is down, or not migrated yet
+            # The driver's first line only: SQLAlchemy's message repeats the statement.
+            detail = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+            log.warning("cannot read the active rule pack; keeping the current one: %s", detail)
+            return
+        try:
+            # Parsed outside the transaction: on SQLite it holds the write lock.
+            self._published = (version_id, pack_from_version(row))
+        except PackError:
+            # Logged once per version, not at every refresh; publishing a fixed version
+            # (or rolling back) replaces it.
+            self._broken_version = version_id
+            log.exception("active rule pack %s %s does not load; keeping the current one",
+                          row.name, row.version)
+
+    @contextmanager
+    def _pack_for_job(self) -> Iterator[None]:
+        if getattr(self._job_pack, "pack", None) is not None:  # nested: the outer job's
+            yield
+            return
+        self._job_pack.pack = _UNRESOLVED  # resolved lazily: not every job checks
+        try:
+            yield
+        finally:
+            self._job_pack.pack = None
 
     # ---- deciding ------------------------------------------------------------------------
 
@@ -155,6 +257,10 @@ class Service:
     # ---- running -------------------------------------------------------------------------
 
     def run_job(self, kind: str, payload: dict) -> str:
+        with self._pack_for_job():
+            return self._run_job(kind, payload)
+
+    def _run_job(self, kind: str, payload: dict) -> str:
         if kind == CHECK:
             return check_incident(self, ref_from_payload(payload),
                                   reason=payload.get("reason", "closed")).status
@@ -185,7 +291,8 @@ class Service:
         return f"rechecking {len(refs)}"
 
     def check_now(self, ref: IncidentRef, reason: str = "manual") -> Outcome:
-        return check_incident(self, ref, reason=reason)
+        with self._pack_for_job():
+            return check_incident(self, ref, reason=reason)
 
     def reconcile_project(
         self, tracker_name: str, project: str, since: datetime, site: str | None = None
