@@ -337,8 +337,10 @@ def _load_pack(pack_path: str | None):
 
 def _register_service_commands() -> None:
     from cli_service import register
+    from cli_users import register as register_users
 
     register(main)
+    register_users(main)
 
 
 _register_service_commands()

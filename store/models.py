@@ -1,5 +1,5 @@
 """What the service remembers: deliveries, incidents, postmortems, analyses, findings,
-jobs, the audit log and published rule packs.
+jobs, the audit log, published rule packs, and the people who sign in (users, API tokens).
 
 Portable between SQLite and PostgreSQL: no server defaults or dialect types, JSON through
 `sqlalchemy.JSON`, datetimes through `UTCDateTime`. Timestamps are set in Python so both
@@ -38,6 +38,8 @@ DELIVERY_OUTCOMES = ("enqueued", "ignored", "rejected")
 VERDICTS = ("missing", "needs-review", "ok", "waived", "check-failed")
 DECISIONS = ("accepted", "false-positive")
 JOB_STATUSES = ("queued", "running", "done", "failed")
+# Lowest to highest: each role may do everything the ones before it may.
+ROLES = ("engineer", "incident_manager", "admin")
 
 # Explicit constraint names: Alembic's batch mode on SQLite can only drop or alter a
 # constraint it can name, and PostgreSQL's generated names differ from SQLite's.
@@ -345,3 +347,68 @@ class RulePackVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class User(Base):
+    """Someone who signs in to the dashboard or calls the JSON API.
+
+    Usernames are stored lower-case (store.users normalises them), so the unique
+    constraint is case-insensitive on both databases without a functional index. Only a
+    password hash is kept (argon2id, see store.users).
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("username"),
+        _one_of("role", ROLES, "role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(32))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+    # Consecutive failed sign-ins since the last success: shown to admins by
+    # `pmguard users list`. The rate limit itself lives in web.auth, not here.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_login_at: Mapped[datetime | None]
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user",
+        order_by="ApiToken.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    @validates("role")
+    def _role(self, _key: str, value: str) -> str | None:
+        return _check_value("role", value, ROLES)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API, acting as its user with the user's role.
+
+    Only the SHA-256 of the token is stored: tokens are 256 random bits, so a fast hash
+    is enough (no dictionary to attack) and it can be looked up by equality.
+    """
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    # The token's first characters, so its owner can tell tokens apart in a list.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,0 +1,613 @@
+"""Sign-in, roles, CSRF and API tokens through the Flask test client.
+
+Every role check runs from one table of (role, method, path, expected status) over a
+test-only blueprint plus the real account pages; a second check makes sure no registered
+view outside a short public list was left without `requires`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import argon2
+import pytest
+from flask import Blueprint, Flask, jsonify
+from flask_login import current_user
+from sqlalchemy import select
+
+from store import users as store_users
+from store.db import session_scope
+from store.models import ApiToken, User
+from tests.service_env import ServiceEnv, make_settings
+from web.auth import LIMITER, MemoryLoginLimiter, requires, safe_next
+
+PASSWORD = "correct horse battery"
+ROLES = ("engineer", "incident_manager", "admin")
+
+# --- a test-only blueprint: one page and one API view per role, read and write ----------
+
+probe = Blueprint("probe", __name__)
+
+
+def _who() -> dict:
+    return {"user": current_user.username, "role": current_user.role}
+
+
+@probe.get("/probe/read")
+@requires("engineer")
+def page_read() -> str:
+    return f"read by {current_user.username}"
+
+
+@probe.post("/probe/review")
+@requires("incident_manager")
+def page_review() -> str:
+    return "reviewed"
+
+
+@probe.post("/probe/admin")
+@requires("admin")
+def page_admin() -> str:
+    return "administered"
+
+
+@probe.get("/api/probe/read")
+@requires("engineer")
+def api_read():
+    return jsonify(_who())
+
+
+@probe.post("/api/probe/review")
+@requires("incident_manager")
+def api_review():
+    return jsonify(_who())
+
+
+@probe.post("/api/probe/admin")
+@requires("admin")
+def api_admin():
+    return jsonify(_who())
+
+
+# --- fixtures and helpers ---------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Production argon2 costs ~0.1 s a hash; these tests sign in dozens of times. The one
+    # test about hashing strength uses the real parameters.
+    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
+    monkeypatch.setattr(store_users, "_dummy_hash", None)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[ServiceEnv]:
+    settings = make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "",
+        github_url="https://api.github.invalid", github_token="t",
+    )
+    e = ServiceEnv(settings, "pmguard-auth")
+    e.app.register_blueprint(probe)
+    for role in ROLES:
+        add_user(e.app, role, role)
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def app(env: ServiceEnv) -> Flask:
+    return env.app
+
+
+def add_user(app: Flask, name: str, role: str, password: str = PASSWORD) -> None:
+    with session_scope(app.extensions["pmguard"].sessions) as db:
+        store_users.create_user(db, name, password, role)
+
+
+def db_user(app: Flask, name: str) -> User:
+    with session_scope(app.extensions["pmguard"].sessions) as db:
+        user = store_users.get_user(db, name)
+        assert user is not None
+        return user
+
+
+def run(app: Flask, fn, *args):
+    with session_scope(app.extensions["pmguard"].sessions) as db:
+        return fn(db, *args)
+
+
+def csrf(client, path: str = "/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
+    assert match, f"no CSRF meta tag on {path}"
+    return match.group(1)
+
+
+def login(client, username: str, password: str = PASSWORD, next_url: str | None = None,
+          **kwargs):
+    data = {"username": username, "password": password, "csrf_token": csrf(client)}
+    if next_url is not None:
+        data["next"] = next_url
+    return client.post("/login", data=data, **kwargs)
+
+
+def signed_in(app: Flask, role: str):
+    client = app.test_client()
+    assert login(client, role).status_code == 302
+    return client
+
+
+def new_token(app: Flask, username: str, name: str = "ci") -> str:
+    return run(app, store_users.create_token, username, name)[1]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- signing in and out -----------------------------------------------------------------
+
+
+def test_login_success_opens_a_session_with_safe_cookie_flags(app: Flask) -> None:
+    client = app.test_client()
+    r = login(client, "Engineer")  # usernames are case-insensitive
+    assert r.status_code == 302
+    assert r.headers["Location"] == "/account"  # no /incidents page registered yet
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain http, no PMGUARD_SECURE_COOKIES
+    page = client.get("/account")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "engineer" in html and "Engineer" in html
+    assert db_user(app, "engineer").last_login_at is not None
+
+
+def test_https_requests_get_secure_cookies(app: Flask) -> None:
+    client = app.test_client()
+    page = client.get("/login", base_url="https://pmguard.example").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    r = client.post(
+        "/login",
+        data={"username": "admin", "password": PASSWORD, "csrf_token": token},
+        base_url="https://pmguard.example",
+        headers={"Referer": "https://pmguard.example/login"},  # Flask-WTF's HTTPS check
+    )
+    assert r.status_code == 302
+    assert "Secure" in r.headers["Set-Cookie"]
+
+
+def test_secure_cookies_forced_by_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PMGUARD_SECURE_COOKIES", "1")
+    e = ServiceEnv(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", ""), "q")
+    try:
+        add_user(e.app, "ana", "engineer")
+        r = login(e.app.test_client(), "ana")
+        assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"]
+    finally:
+        e.stop()
+
+
+@pytest.mark.parametrize("username", ["engineer", "nobody"])
+def test_wrong_password_or_unknown_user_gets_one_message(app: Flask, username: str) -> None:
+    r = login(app.test_client(), username, "not the password at all")
+    assert r.status_code == 200
+    assert "Wrong username or password." in r.get_data(as_text=True)
+    if username == "engineer":
+        user = db_user(app, "engineer")
+        assert user.failed_logins == 1 and user.last_failed_login_at is not None
+
+
+def test_five_failures_per_username_then_429_even_with_the_right_password(app: Flask) -> None:
+    for i in range(5):
+        # From different addresses: the per-username limit alone must trip.
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i + 1}"
+        assert login(client, "engineer", "wrong password here").status_code == 200
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.0.0.99"
+    r = login(client, "engineer")
+    assert r.status_code == 429
+    assert int(r.headers["Retry-After"]) > 0
+    assert "Too many failed sign-in attempts" in r.get_data(as_text=True)
+    # Other accounts are not affected.
+    assert login(client, "admin").status_code == 302
+
+
+def test_five_failures_per_address_then_429_and_the_window_passes(app: Flask) -> None:
+    now = [1000.0]
+    app.extensions[LIMITER] = MemoryLoginLimiter(clock=lambda: now[0])
+    client = app.test_client()
+    for i in range(5):
+        assert login(client, f"someone{i}", "wrong password here").status_code == 200
+    assert login(client, "admin").status_code == 429  # a new name, same address
+    now[0] += timedelta(minutes=15).total_seconds()
+    assert login(client, "admin").status_code == 302
+
+
+def test_successful_login_clears_the_username_count(app: Flask) -> None:
+    client = app.test_client()
+    for _ in range(4):
+        login(client, "engineer", "wrong password here")
+    assert login(client, "engineer").status_code == 302
+    limiter = app.extensions[LIMITER]
+    assert limiter.retry_after(["user:engineer"]) is None
+
+
+def test_disabled_user_cannot_sign_in_and_loses_open_sessions(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    assert client.get("/account").status_code == 200
+    run(app, store_users.set_disabled, "engineer", True)
+    r = client.get("/account")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    r = login(app.test_client(), "engineer")
+    assert r.status_code == 403
+    assert "disabled" in r.get_data(as_text=True)
+
+
+def test_password_reset_ends_open_sessions(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    run(app, store_users.set_password, "engineer", "a brand new passphrase")
+    assert client.get("/account").status_code == 302
+    assert login(app.test_client(), "engineer", "a brand new passphrase").status_code == 302
+
+
+def test_logout_is_a_post_that_ends_the_session(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    assert client.get("/logout").status_code == 405
+    assert client.post("/logout").status_code == 400  # no CSRF token
+    r = client.post("/logout", data={"csrf_token": csrf(client, "/account")})
+    assert r.status_code == 302 and r.headers["Location"] == "/login"
+    assert client.get("/account").status_code == 302
+
+
+def test_anonymous_page_request_redirects_to_login_and_back(app: Flask) -> None:
+    client = app.test_client()
+    r = client.get("/probe/read?x=1")
+    assert r.status_code == 302
+    assert r.headers["Location"] == "/login?next=/probe/read?x%3D1"
+    r = login(client, "engineer", next_url="/probe/read?x=1")
+    assert r.status_code == 302 and r.headers["Location"] == "/probe/read?x=1"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/path",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "http:/evil.example",
+        "evil.example",
+    ],
+)
+def test_next_never_leaves_the_site(app: Flask, target: str) -> None:
+    r = login(app.test_client(), "engineer", next_url=target)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "/account"
+    assert safe_next(target) is None
+
+
+@pytest.mark.parametrize("dashboard", [False, True])
+def test_index_goes_to_incidents_only_when_that_page_exists(
+    tmp_path: Path, dashboard: bool
+) -> None:
+    e = ServiceEnv(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", ""), "q")
+    try:
+        if dashboard:
+            e.app.add_url_rule("/incidents", "incidents", requires("engineer")(lambda: "queue"))
+        add_user(e.app, "ana", "engineer")
+        client = signed_in(e.app, "ana")
+        assert client.get("/").headers["Location"] == ("/incidents" if dashboard else "/account")
+        # Signing in goes to the same start page.
+        r = login(e.app.test_client(), "ana")
+        assert r.headers["Location"] == ("/incidents" if dashboard else "/account")
+    finally:
+        e.stop()
+
+
+# --- roles ------------------------------------------------------------------------------
+
+ANON = None
+ROLE_TABLE = [
+    # (role, method, path, expected status)
+    *[(role, "GET", "/probe/read", 200) for role in ROLES],
+    ("engineer", "POST", "/probe/review", 403),
+    ("incident_manager", "POST", "/probe/review", 200),
+    ("admin", "POST", "/probe/review", 200),
+    ("engineer", "POST", "/probe/admin", 403),
+    ("incident_manager", "POST", "/probe/admin", 403),
+    ("admin", "POST", "/probe/admin", 200),
+    *[(role, "GET", "/api/probe/read", 200) for role in ROLES],
+    ("engineer", "POST", "/api/probe/review", 403),
+    ("incident_manager", "POST", "/api/probe/review", 200),
+    ("admin", "POST", "/api/probe/review", 200),
+    ("engineer", "POST", "/api/probe/admin", 403),
+    ("incident_manager", "POST", "/api/probe/admin", 403),
+    ("admin", "POST", "/api/probe/admin", 200),
+    *[(role, "GET", "/account", 200) for role in ROLES],
+    *[(role, "GET", "/", 302) for role in ROLES],
+    (ANON, "GET", "/probe/read", 302),
+    (ANON, "POST", "/probe/review", 302),
+    (ANON, "POST", "/probe/admin", 302),
+    (ANON, "GET", "/api/probe/read", 401),
+    (ANON, "POST", "/api/probe/review", 401),
+    (ANON, "POST", "/api/probe/admin", 401),
+    (ANON, "GET", "/account", 302),
+    (ANON, "POST", "/account/tokens", 302),
+    (ANON, "POST", "/account/password", 302),
+    (ANON, "GET", "/", 302),
+    (ANON, "GET", "/login", 200),
+    (ANON, "GET", "/healthz", 200),
+]
+
+
+# API views run twice: signed in with a session cookie and with the role's API token.
+ROLE_CASES = [
+    pytest.param(
+        role, method, path, expected, via, id=f"{role or 'anonymous'}-{via}-{method}-{path}"
+    )
+    for role, method, path, expected in ROLE_TABLE
+    for via in (("session", "token") if role and path.startswith("/api/") else ("session",))
+]
+
+
+@pytest.mark.parametrize(("role", "method", "path", "expected", "via"), ROLE_CASES)
+def test_role_table(
+    app: Flask, role: str | None, method: str, path: str, expected: int, via: str
+) -> None:
+    api = path.startswith("/api/")
+    if via == "token" and not (api and role):
+        pytest.skip("API tokens only authenticate signed-in roles under /api/")
+    headers: dict[str, str] = {}
+    if role is None:
+        client = app.test_client()
+        headers["X-CSRFToken"] = csrf(client)
+    elif via == "token":
+        client = app.test_client()
+        headers.update(bearer(new_token(app, role)))
+    else:
+        client = signed_in(app, role)
+        headers["X-CSRFToken"] = csrf(client, "/account")
+    r = client.open(path, method=method, headers=headers)
+    assert r.status_code == expected, r.get_data(as_text=True)[:300]
+    if api and expected in (401, 403):
+        assert r.is_json and r.get_json()["error"]
+    if api and expected == 200:
+        assert r.get_json() == {"user": role, "role": role}
+    if expected == 403 and not api:
+        html = r.get_data(as_text=True)
+        assert "Not permitted" in html and "role" in html
+    if expected == 302 and role is None:
+        assert r.headers["Location"].startswith("/login?next=")
+
+
+PUBLIC_ENDPOINTS = {"static", "healthz", "auth.login", "auth.logout"}
+
+
+def test_every_view_states_the_role_it_needs(app: Flask) -> None:
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC_ENDPOINTS or rule.endpoint.startswith("webhooks."):
+            continue
+        view = app.view_functions[rule.endpoint]
+        assert getattr(view, "required_role", None) in ROLES, (
+            f"{rule.rule} ({rule.endpoint}) has no @requires(role)"
+        )
+
+
+def test_requires_refuses_an_unknown_role_at_import() -> None:
+    with pytest.raises(store_users.BadRole):
+        requires("superuser")
+
+
+# --- CSRF -------------------------------------------------------------------------------
+
+
+def test_forms_need_a_csrf_token(app: Flask) -> None:
+    client = app.test_client()
+    r = client.post("/login", data={"username": "admin", "password": PASSWORD})
+    assert r.status_code == 400 and "Form expired" in r.get_data(as_text=True)
+    client = signed_in(app, "engineer")
+    assert client.post("/account/tokens", data={"name": "ci"}).status_code == 400
+    r = client.post(
+        "/account/tokens", data={"name": "ci", "csrf_token": "forged"},
+    )
+    assert r.status_code == 400
+    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    assert r.status_code == 200
+
+
+def test_webhooks_take_signed_posts_without_csrf(env: ServiceEnv) -> None:
+    r = env.github("ping", {"zen": "Design for failure.", "hook_id": 1})
+    assert r.status_code == 200 and r.get_json()["pong"] is True
+    closed = {
+        "action": "closed",
+        "issue": {"number": 3, "state": "closed", "state_reason": "completed", "title": "x",
+                  "labels": [{"name": "incident"}], "user": {"login": "a"}},
+        "repository": {"full_name": "acme/ops"},
+        "sender": {"login": "ana", "type": "User"},
+    }
+    assert env.github("issues", closed).status_code == 202
+    # Still signature-checked: CSRF exemption is not an authentication exemption.
+    assert env.github("issues", closed, signature="sha256=" + "0" * 64).status_code == 401
+
+
+def test_session_cookie_api_posts_need_csrf(app: Flask) -> None:
+    client = signed_in(app, "admin")
+    r = client.post("/api/probe/review")
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+    r = client.post("/api/probe/review", headers={"X-CSRFToken": csrf(client, "/account")})
+    assert r.status_code == 200 and r.get_json()["user"] == "admin"
+
+
+# --- API tokens -------------------------------------------------------------------------
+
+
+def test_api_token_authenticates_and_records_use(app: Flask) -> None:
+    token = new_token(app, "incident_manager")
+    client = app.test_client()
+    r = client.post("/api/probe/review", headers=bearer(token))  # no CSRF needed
+    assert r.status_code == 200 and r.get_json()["user"] == "incident_manager"
+    assert "Set-Cookie" not in r.headers  # a token call opens no session
+    with session_scope(app.extensions["pmguard"].sessions) as db:
+        row = db.scalar(select(ApiToken).where(ApiToken.name == "ci"))
+        assert row.last_used_at is not None
+        assert token not in (row.token_hash, row.prefix)
+        assert row.token_hash == store_users.token_hash(token)
+
+
+@pytest.mark.parametrize("case", ["wrong", "revoked", "disabled", "malformed", "empty"])
+def test_api_token_refused(app: Flask, case: str) -> None:
+    token = new_token(app, "admin")
+    if case == "wrong":
+        token = store_users.TOKEN_PREFIX + "x" * 43
+    elif case == "revoked":
+        user = db_user(app, "admin")
+        token_id = run(app, store_users.tokens_for, user.id)[0].id
+        run(app, store_users.revoke_token, user.id, token_id)
+    elif case == "disabled":
+        run(app, store_users.set_disabled, "admin", True)
+    elif case == "malformed":
+        token = "not-a-pmguard-token"
+    elif case == "empty":
+        token = ""
+    client = app.test_client()
+    for method in ("GET", "POST"):
+        path = "/api/probe/read" if method == "GET" else "/api/probe/admin"
+        r = client.open(path, method=method, headers=bearer(token))
+        assert r.status_code == 401, (method, r.get_data(as_text=True))
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "token" in r.get_json()["error"]
+
+
+def test_a_bearer_token_decides_even_with_a_session_cookie(app: Flask) -> None:
+    client = signed_in(app, "admin")
+    r = client.get("/api/probe/read", headers=bearer("pmg_wrong"))
+    assert r.status_code == 401
+    engineer_token = new_token(app, "engineer")
+    r = client.post("/api/probe/admin", headers=bearer(engineer_token))
+    assert r.status_code == 403  # the token's user (engineer), not the cookie's (admin)
+
+
+def test_tokens_do_not_open_pages(app: Flask) -> None:
+    token = new_token(app, "admin")
+    r = app.test_client().get("/probe/read", headers=bearer(token))
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+
+
+# --- the account page -------------------------------------------------------------------
+
+
+def test_account_creates_a_token_shown_once_and_revokes_it(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    assert r.status_code == 200
+    assert r.headers["Cache-Control"] == "no-store"
+    shown = re.search(r'value="(pmg_[^"]+)"', r.get_data(as_text=True))
+    assert shown, "the new token is on the page"
+    token = shown.group(1)
+    assert app.test_client().get("/api/probe/read", headers=bearer(token)).status_code == 200
+
+    page = client.get("/account").get_data(as_text=True)
+    assert token not in page and "ci" in page and "active" in page
+
+    # A second live token with the same name is refused with a message.
+    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    assert r.status_code == 400 and "already has a token named" in r.get_data(as_text=True)
+
+    token_id = int(re.search(r"/account/tokens/(\d+)/revoke", page).group(1))
+    r = client.post(f"/account/tokens/{token_id}/revoke",
+                    data={"csrf_token": csrf(client, "/account")})
+    assert r.status_code == 302
+    assert "revoked" in client.get("/account").get_data(as_text=True)
+    assert app.test_client().get("/api/probe/read", headers=bearer(token)).status_code == 401
+
+
+def test_nobody_revokes_another_users_token(app: Flask) -> None:
+    new_token(app, "admin")
+    admin_token_id = run(app, store_users.tokens_for, db_user(app, "admin").id)[0].id
+    client = signed_in(app, "engineer")
+    r = client.post(f"/account/tokens/{admin_token_id}/revoke",
+                    data={"csrf_token": csrf(client, "/account")})
+    assert r.status_code == 404
+    assert not run(app, store_users.tokens_for, db_user(app, "admin").id)[0].revoked
+
+
+def test_change_password_keeps_this_session(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    other = signed_in(app, "engineer")
+    form = {"current": "wrong password!!", "new": "another long passphrase",
+            "confirm": "another long passphrase", "csrf_token": csrf(client, "/account")}
+    r = client.post("/account/password", data=form)
+    assert r.status_code == 400 and "not right" in r.get_data(as_text=True)
+    r = client.post("/account/password", data={**form, "current": PASSWORD})
+    assert r.status_code == 302
+    assert client.get("/account").status_code == 200  # this browser stays signed in
+    assert other.get("/account").status_code == 302  # every other session ended
+    assert login(app.test_client(), "engineer", "another long passphrase").status_code == 302
+
+
+def test_the_nav_shows_rules_to_admins_only(app: Flask) -> None:
+    admin = signed_in(app, "admin").get("/account").get_data(as_text=True)
+    engineer = signed_in(app, "engineer").get("/account").get_data(as_text=True)
+    for html in (admin, engineer):
+        assert 'href="/incidents"' in html and 'href="/audit"' in html
+    assert 'href="/rules"' in admin and 'href="/rules"' not in engineer
+
+
+# --- storage of secrets -----------------------------------------------------------------
+
+
+def test_passwords_are_stored_as_strong_argon2id_hashes(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # the production hasher, not the cheap one
+    assert store_users.PASSWORD_HASHER.memory_cost >= 65536
+    add_user(app, "strong", "engineer", "a passphrase to hash")
+    stored = db_user(app, "strong").password_hash
+    assert stored.startswith("$argon2id$") and "a passphrase to hash" not in stored
+    params = argon2.extract_parameters(stored)
+    assert params.memory_cost >= 65536 and params.time_cost >= 2
+    assert store_users.verify_password(stored, "a passphrase to hash")
+    assert not store_users.verify_password(stored, "a passphrase to hasH")
+
+
+def test_weak_hashes_are_upgraded_at_sign_in(app: Flask) -> None:
+    old = db_user(app, "engineer").password_hash  # made with the cheap test hasher
+    stronger = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    store_users.PASSWORD_HASHER = stronger  # undone by the autouse monkeypatch
+    assert login(app.test_client(), "engineer").status_code == 302
+    new = db_user(app, "engineer").password_hash
+    assert new != old and argon2.extract_parameters(new).time_cost == 2
+
+
+# --- the limiter on its own -------------------------------------------------------------
+
+
+def test_memory_limiter_window_reset_and_bounded_size() -> None:
+    now = [0.0]
+    limiter = MemoryLoginLimiter(limit=2, window=timedelta(seconds=60), clock=lambda: now[0],
+                                 max_keys=3)
+    limiter.failed(["a"])
+    assert limiter.retry_after(["a"]) is None
+    now[0] = 10
+    limiter.failed(["a"])
+    assert limiter.retry_after(["a", "b"]) == 50  # the first failure leaves the window at 60
+    now[0] = 30
+    assert limiter.retry_after(["a"]) == 30
+    now[0] = 60.5  # the failure at 0 has left the window: one is not enough to block
+    assert limiter.retry_after(["a"]) is None
+    limiter.failed(["a"])
+    limiter.reset("a")
+    assert limiter.retry_after(["a"]) is None
+    for key in "bcdef":
+        limiter.failed([key])
+    assert len(limiter._failures) <= 3
