@@ -11,7 +11,7 @@ from settings import Settings, load_settings, secret_key
 
 
 def create_app(settings: Settings | None = None, *, service=None) -> Flask:
-    from web import admin, api, auth, dashboard
+    from web import admin, api, auth, dashboard, ops
     from web.webhooks import bp as webhooks
     from worker.service import Service
 
@@ -38,15 +38,11 @@ def create_app(settings: Settings | None = None, *, service=None) -> Flask:
     app.register_blueprint(webhooks)
     csrf = auth.init_app(app)  # sign-in, roles, CSRF on every form, API tokens
     csrf.exempt(webhooks)  # signed by the tracker (HMAC), never posted by a browser
-    for blueprint in (dashboard.bp, admin.bp, api.bp):
+    for blueprint in (ops.bp, dashboard.bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(413)
     def too_large(_exc):
         return jsonify({"error": f"body over {settings.max_body_bytes} bytes"}), 413
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok"})
 
     return app

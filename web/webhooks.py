@@ -17,6 +17,7 @@ from connector import github as gh
 from connector import jira as jr
 from connector.signatures import verify_github, verify_jira
 from store import queries
+from worker.metrics import DELIVERIES
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger("pmguard.webhooks")
@@ -112,6 +113,7 @@ def jira() -> Response:
 def _accept(service, source: str, delivery: str, event: str, parsed) -> Response:
     job = service.job_for(parsed) if parsed is not None else None
     if job is None:
+        DELIVERIES.labels(source, event, "ignored").inc()
         return Response(status=204)
     if not delivery:
         return _error(400, "missing delivery id header")
@@ -128,13 +130,18 @@ def _accept(service, source: str, delivery: str, event: str, parsed) -> Response
             max_attempts=service.settings.max_attempts,
         )
     except OperationalError:
-        log.exception("database unavailable")
+        log.exception("database unavailable", extra={"delivery": delivery})
+        DELIVERIES.labels(source, event, "unavailable").inc()
         return _error(503, "database unavailable; retry later")
     except SQLAlchemyError:
         log.exception("could not record delivery %s", delivery)
         return _error(503, "could not record the delivery; retry later")
     if job_id is None:
+        DELIVERIES.labels(source, event, "duplicate").inc()
         return jsonify({"status": "duplicate", "delivery": delivery})
+    DELIVERIES.labels(source, event, "enqueued").inc()
+    log.info("delivery enqueued", extra={"delivery": delivery, "incident": parsed.ref.id,
+                                         "job": job_id})
     service.enqueue_soon(job_id)
     response = jsonify({"status": "enqueued", "job": job_id, "delivery": delivery})
     response.status_code = 202

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey
@@ -16,6 +17,7 @@ from connector.base import IncidentRef, TrackerError
 from settings import Settings
 from store import queries
 from store.db import session_scope
+from worker import metrics
 
 log = logging.getLogger("pmguard.worker")
 
@@ -71,6 +73,14 @@ class JobRunner:
                 return "gone"  # finished or retried elsewhere already
             kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
         ref = ref_from_payload(payload) if "tracker" in payload else None
+        started = time.perf_counter()
+        try:
+            return self._run(job_id, kind, payload, attempt, ref)
+        finally:
+            metrics.JOB_SECONDS.labels(kind).observe(time.perf_counter() - started)
+
+    def _run(self, job_id: int, kind: str, payload: dict, attempt: int, ref) -> str:
+        sessions = self.service.sessions
         lock = self.huey.lock_task(f"incident:{ref.id}") if ref else None
         try:
             if lock is not None:
@@ -84,12 +94,20 @@ class JobRunner:
             self.enqueue(job_id, delay=min(LOCK_WAIT, self.base_delay))
             return "locked"
         except TrackerError as exc:
-            return self._failed(job_id, attempt, str(exc), exc.transient, exc.retry_after)
+            metrics.TRACKER_ERRORS.labels(str(exc.transient).lower()).inc()
+            if exc.retry_after:
+                metrics.RATE_LIMIT_WAITS.inc(exc.retry_after)
+            result = self._failed(job_id, attempt, str(exc), exc.transient, exc.retry_after)
+            metrics.JOBS.labels(kind, result).inc()
+            return result
         except Exception as exc:  # a bug or an outage we did not foresee: keep the job
-            log.exception("job %s failed", job_id)
-            return self._failed(job_id, attempt, f"{exc.__class__.__name__}: {exc}", True, None)
+            log.exception("job %s failed", job_id, extra={"job": job_id})
+            result = self._failed(job_id, attempt, f"{exc.__class__.__name__}: {exc}", True, None)
+            metrics.JOBS.labels(kind, result).inc()
+            return result
         with session_scope(sessions) as session:
             queries.finish_job(session, job_id)
+        metrics.JOBS.labels(kind, "done").inc()
         return result
 
     def _failed(

@@ -11,12 +11,20 @@ import sys
 CONTEXT = ("delivery", "incident", "job", "verdict", "reason")
 # Anything that looks like a credential is masked before a line is written.
 SECRET = re.compile(
-    r"(?i)(token|secret|password|authorization|private_key)(\"?\s*[:=]\s*\"?)([^\s\",]+)"
+    r"(?i)(token|secret|password|authorization|private_key|api_key)(\"?\s*[:=]\s*\"?)"
+    r"(?:(?:bearer|token|basic|jwt)\s+)?([^\s\",]+)"
+)
+# Credentials recognisable on their own, wherever they appear in a message.
+BARE = re.compile(
+    r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|\b(?:ghp|gho|ghs|ghu|ghr|github_pat|pmg)_[A-Za-z0-9_]{8,}"
+    r"|-----BEGIN[^-]*PRIVATE KEY-----"
 )
 
 
 def redact(text: str) -> str:
-    return SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    text = SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+    return BARE.sub("***", text)
 
 
 class JsonFormatter(logging.Formatter):
