@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from store.locks import process_gone, worker_id
 from store.models import Job
 from store.types import utcnow
 
@@ -73,6 +74,7 @@ def start_job(session: Session, job_id: int) -> Job | None:
         return None
     job.status = "running"
     job.attempts += 1
+    job.owner = worker_id()
     job.next_attempt_at = None
     job.updated_at = now
     session.flush()
@@ -152,6 +154,13 @@ def failed_jobs(session: Session, limit: int | None = None) -> list[Job]:
 def recent_jobs(session: Session, limit: int = 50) -> list[Job]:
     """The newest jobs in any state, newest first."""
     return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+
+
+def orphaned_jobs(session: Session) -> list[Job]:
+    """Running jobs whose worker process, on this host, is gone (killed, crashed): a
+    restarted worker takes them back at once instead of waiting out `pending_jobs`'s age."""
+    running = session.scalars(select(Job).where(Job.status == "running", Job.owner.is_not(None)))
+    return [job for job in running if process_gone(job.owner)]
 
 
 def pending_jobs(session: Session, older_than: datetime) -> list[Job]:

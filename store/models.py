@@ -325,10 +325,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+    # "host:pid" of the worker running it: a restarted worker can tell a job whose worker
+    # died (same host, no such process) from one another worker is still running.
+    owner: Mapped[str | None] = mapped_column(String(128))
 
     @validates("status")
     def _status(self, _key: str, value: str) -> str | None:
         return _check_value("status", value, JOB_STATUSES)
+
+
+class IncidentLock(Base):
+    """A lease on one incident: at most one worker checks it at a time. A lease, not a
+    plain lock, so a killed worker cannot hold an incident forever."""
+
+    __tablename__ = "incident_locks"
+
+    incident_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(160))
+    expires_at: Mapped[datetime]
 
 
 class RulePackVersion(Base):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -24,6 +24,7 @@ from store.jobs import (
     fail_job,
     failed_jobs,
     finish_job,
+    orphaned_jobs,
     pending_jobs,
     recent_jobs,
     requeue_job,
@@ -52,6 +53,7 @@ __all__ = [
     "dismissed_fingerprints",
     "fail_job",
     "failed_jobs",
+    "orphaned_jobs",
     "recent_jobs",
     "finish_job",
     "incident_key",
@@ -558,3 +560,414 @@ def audit(
     session.add(entry)
     session.flush()
     return entry
+
+
+# --- the review dashboard: queue, current analyses, waivers, audit log -------------------
+
+QUEUE_STATUSES = ("missing", "needs-review", "ok", "waived", "check-failed")
+# A filter value meaning "not set": incidents without a team or a severity are a group a
+# reviewer needs to find too (often the ones nobody triages).
+NOT_SET = "-"
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueFilters:
+    """What the incident queue is narrowed to; empty fields do not filter."""
+
+    statuses: tuple[str, ...] = ()  # any of QUEUE_STATUSES
+    tracker: str = ""
+    project: str = ""
+    team: str = ""  # NOT_SET: no team
+    severity: str = ""  # NOT_SET: no severity
+    closed_within_days: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FindingCounts:
+    """Flags of an incident's current analyses, by reviewer decision (suppressed ones,
+    which the author already answered in the postmortem, are not counted)."""
+
+    open: int = 0  # no decision yet
+    accepted: int = 0
+    false_positive: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueRow:
+    incident: Incident
+    check_failed: bool  # the incident's latest job failed
+    counts: FindingCounts
+
+
+@dataclasses.dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _latest_failed_jobs():
+    """Incident ids whose most recent job ended `failed` (retries spent or a permanent
+    error): the "check failed" status. A later successful job clears it."""
+    latest = (
+        select(Job.incident_id.label("incident_id"), func.max(Job.id).label("job_id"))
+        .where(Job.incident_id.is_not(None))
+        .group_by(Job.incident_id)
+        .subquery()
+    )
+    return (
+        select(latest.c.incident_id.label("incident_id"))
+        .join(Job, Job.id == latest.c.job_id)
+        .where(Job.status == "failed")
+        .subquery()
+    )
+
+
+def _waiver_expired(now: datetime):
+    return and_(Incident.waived_until.is_not(None), Incident.waived_until <= now)
+
+
+def incident_queue(
+    session: Session,
+    filters: QueueFilters,
+    *,
+    now: datetime,
+    page: int = 1,
+    per_page: int = 25,
+) -> QueuePage:
+    """One page of incidents, what needs attention first.
+
+    Order: needs-review and missing; then a failed check or an expired waiver (the
+    tracker shows a stale answer); then waived and ok; then incidents the policy exempts
+    (no verdict). Within a group the oldest closure comes first: it has waited longest.
+    """
+    failed = _latest_failed_jobs()
+    is_failed = failed.c.incident_id.is_not(None)
+    conditions = []
+    statuses = [s for s in filters.statuses if s in QUEUE_STATUSES]
+    if statuses:
+        wanted = []
+        for status in statuses:
+            if status == "check-failed":
+                wanted.append(or_(is_failed, Incident.verdict == "check-failed"))
+            else:
+                wanted.append(Incident.verdict == status)
+        conditions.append(or_(*wanted))
+    if filters.tracker:
+        conditions.append(Incident.tracker == filters.tracker)
+    if filters.project:
+        conditions.append(Incident.project == filters.project)
+    for column, value in ((Incident.team, filters.team), (Incident.severity, filters.severity)):
+        if value == NOT_SET:
+            conditions.append(column.is_(None))
+        elif value:
+            conditions.append(column == value)
+    if filters.closed_within_days:
+        conditions.append(Incident.closed_at >= now - timedelta(days=filters.closed_within_days))
+
+    rank = case(
+        (Incident.verdict.in_(("needs-review", "missing")), 0),
+        (is_failed, 1),
+        (Incident.verdict == "check-failed", 1),
+        (and_(Incident.verdict == "waived", _waiver_expired(now)), 1),
+        (Incident.verdict.in_(("waived", "ok")), 2),
+        else_=3,
+    )
+    base = select(Incident, is_failed.label("check_failed")).outerjoin(
+        failed, failed.c.incident_id == Incident.id
+    )
+    if conditions:
+        base = base.where(*conditions)
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    page = max(1, page)
+    rows = session.execute(
+        base.order_by(
+            rank, Incident.closed_at.is_(None), Incident.closed_at.asc(), Incident.id
+        )
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    incidents = [row[0] for row in rows]
+    counts = finding_counts(session, incidents)
+    return QueuePage(
+        rows=[
+            QueueRow(incident, bool(failed_flag), counts.get(incident.id, FindingCounts()))
+            for incident, failed_flag in rows
+        ],
+        total=total,
+        page=page,
+        per_page=per_page,
+    )
+
+
+def queue_facets(session: Session) -> dict[str, list[str]]:
+    """The values the queue's filters can take, from the incidents stored."""
+
+    def distinct(column) -> list[str]:
+        query = select(column).where(column.is_not(None)).distinct().order_by(column)
+        return list(session.scalars(query))
+
+    return {
+        "tracker": distinct(Incident.tracker),
+        "project": distinct(Incident.project),
+        "team": distinct(Incident.team),
+        "severity": distinct(Incident.severity),
+    }
+
+
+def queue_status_counts(session: Session) -> dict[str, int]:
+    """How many incidents each queue status filter would show."""
+    counts = dict.fromkeys(QUEUE_STATUSES, 0)
+    query = select(Incident.verdict, func.count()).group_by(Incident.verdict)
+    for verdict, count in session.execute(query):
+        if verdict in counts and verdict != "check-failed":
+            counts[verdict] = count
+    failed = _latest_failed_jobs()
+    counts["check-failed"] = session.scalar(
+        select(func.count())
+        .select_from(Incident)
+        .outerjoin(failed, failed.c.incident_id == Incident.id)
+        .where(or_(failed.c.incident_id.is_not(None), Incident.verdict == "check-failed"))
+    ) or 0
+    return counts
+
+
+def failed_unread_checks(session: Session, limit: int = 20) -> list[Job]:
+    """Failed latest jobs for incidents the store never read (the first check failed
+    before the incident could be fetched): nothing else would show them in the queue."""
+    failed = _latest_failed_jobs()
+    query = (
+        select(Job)
+        .join(failed, failed.c.incident_id == Job.incident_id)
+        .outerjoin(Incident, Incident.id == Job.incident_id)
+        .where(Incident.id.is_(None), Job.kind.in_(("check", "recheck")))
+        .order_by(Job.id.desc())
+        .limit(limit)
+    )
+    latest = {}
+    for job in session.scalars(query):
+        latest.setdefault(job.incident_id, job)
+    return list(latest.values())
+
+
+def _pick_current(incident: Incident, analyses: Iterable[Any]) -> list[Any]:
+    """Of an incident's analyses (anything with id, postmortem_id and created_at), the
+    ones its latest check produced, oldest first.
+
+    A check stores one analysis per postmortem it read, all created after it stamped
+    `last_checked_at`. A "missing" verdict read nothing, so nothing is current. A waived
+    check reads nothing either (the waiver is decided before analysing), so the newest
+    analysis of each postmortem stays current: the text the waiver was given for.
+    """
+    if incident.verdict == "missing":
+        return []
+    newest: dict[str | None, Any] = {}
+    for analysis in sorted(analyses, key=lambda a: a.id, reverse=True):
+        newest.setdefault(analysis.postmortem_id, analysis)
+    chosen = list(newest.values())
+    checked = incident.last_checked_at
+    if incident.verdict != "waived" and checked is not None:
+        fresh = [a for a in chosen if a.created_at >= checked]
+        # None fresh: rows written by hand (tests, imports); show what there is.
+        chosen = fresh or chosen
+    return sorted(chosen, key=lambda a: a.id)
+
+
+def current_analyses(session: Session, incident: Incident) -> list[Analysis]:
+    """The analyses of the incident's latest check, findings loaded (see _pick_current)."""
+    heads = session.execute(
+        select(Analysis.id, Analysis.postmortem_id, Analysis.created_at).where(
+            Analysis.incident_id == incident.id
+        )
+    ).all()
+    ids = [a.id for a in _pick_current(incident, heads)]
+    if not ids:
+        return []
+    query = (
+        select(Analysis)
+        .where(Analysis.id.in_(ids))
+        .order_by(Analysis.id)
+        .options(selectinload(Analysis.findings), selectinload(Analysis.postmortem))
+    )
+    return list(session.scalars(query))
+
+
+def finding_counts(session: Session, incidents: Iterable[Incident]) -> dict[str, FindingCounts]:
+    """Per incident id, its current analyses' flags by decision."""
+    by_id = {incident.id: incident for incident in incidents}
+    if not by_id:
+        return {}
+    heads = session.execute(
+        select(Analysis.id, Analysis.incident_id, Analysis.postmortem_id, Analysis.created_at)
+        .where(Analysis.incident_id.in_(list(by_id)))
+    ).all()
+    grouped: dict[str, list[Any]] = {}
+    for head in heads:
+        grouped.setdefault(head.incident_id, []).append(head)
+    owner: dict[int, str] = {}
+    for incident_id, analyses in grouped.items():
+        for analysis in _pick_current(by_id[incident_id], analyses):
+            owner[analysis.id] = incident_id
+    tallies: dict[str, dict[str | None, int]] = {}
+    if owner:
+        query = (
+            select(Finding.analysis_id, Finding.decision, func.count())
+            .where(Finding.analysis_id.in_(list(owner)), Finding.suppressed.is_(False))
+            .group_by(Finding.analysis_id, Finding.decision)
+        )
+        for analysis_id, decision, count in session.execute(query):
+            tally = tallies.setdefault(owner[analysis_id], {})
+            tally[decision] = tally.get(decision, 0) + count
+    return {
+        incident_id: FindingCounts(
+            open=tally.get(None, 0),
+            accepted=tally.get("accepted", 0),
+            false_positive=tally.get("false-positive", 0),
+        )
+        for incident_id, tally in tallies.items()
+    }
+
+
+def incident_jobs(session: Session, incident_id: str, limit: int = 5) -> list[Job]:
+    """The incident's newest jobs, newest first: whether a re-check is queued or failed."""
+    query = (
+        select(Job).where(Job.incident_id == incident_id).order_by(Job.id.desc()).limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def incidents_with_prefix(session: Session, prefix: str, limit: int = 20) -> list[Incident]:
+    """Incidents whose id starts with `prefix`: a GitHub id's "#12" is a URL fragment, so
+    a link that did not quote it arrives as the id without its number."""
+    query = (
+        select(Incident)
+        .where(Incident.id.startswith(prefix, autoescape=True))
+        .order_by(Incident.closed_at.desc(), Incident.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiver:
+    """An incident manager's decision that an incident needs no postmortem check."""
+
+    by: str | None
+    reason: str
+    until: datetime | None  # exclusive; None: no expiry
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+    @property
+    def last_day(self) -> date | None:
+        """The last day (UTC) the waiver covers, as the reviewer entered it."""
+        return (self.until - timedelta(microseconds=1)).date() if self.until else None
+
+
+def waiver_of(incident: Incident) -> Waiver | None:
+    """The incident's waiver, expired or not; None when it has none."""
+    if not incident.waived_reason:
+        return None
+    return Waiver(incident.waived_by, incident.waived_reason, incident.waived_until)
+
+
+def active_waiver(session: Session, incident_id: str, now: datetime) -> Waiver | None:
+    """The incident's waiver when it has one that has not expired (an expired waiver is
+    ignored: the incident is checked as usual)."""
+    incident = session.get(Incident, incident_id)
+    waiver = waiver_of(incident) if incident is not None else None
+    return waiver if waiver is not None and waiver.active(now) else None
+
+
+def set_waiver(
+    session: Session,
+    incident_id: str,
+    actor: str,
+    reason: str,
+    until: datetime | None = None,
+) -> Incident:
+    """Waive the incident's check (replacing any waiver), with an audit entry.
+
+    `until` is exclusive; None waives with no expiry. A reason is required: it is what
+    the ticket's comment and the audit log show instead of the reviewer's name.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("waiving a check needs a reason")
+    if until is not None and until.tzinfo is None:
+        raise ValueError("a waiver's expiry must be an aware UTC datetime")
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id}")
+    incident.waived_by = actor
+    incident.waived_reason = reason
+    incident.waived_until = until
+    audit(
+        session, actor, "incident.waive", "incident", incident_id, reason=reason,
+        detail={"until": until.isoformat() if until else None},
+    )
+    session.flush()
+    return incident
+
+
+def lift_waiver(session: Session, incident_id: str, actor: str) -> Incident:
+    """Remove the incident's waiver, with an audit entry that keeps what was lifted."""
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        raise LookupError(f"no incident {incident_id}")
+    lifted = waiver_of(incident)
+    incident.waived_by = incident.waived_reason = incident.waived_until = None
+    audit(
+        session, actor, "incident.waiver-lifted", "incident", incident_id,
+        detail={
+            "waived_by": lifted.by if lifted else None,
+            "waived_reason": lifted.reason if lifted else None,
+            "until": lifted.until.isoformat() if lifted and lifted.until else None,
+        },
+    )
+    session.flush()
+    return incident
+
+
+def audit_entries(
+    session: Session, *, action: str = "", actor: str = "", page: int = 1, per_page: int = 50
+) -> tuple[list[AuditEntry], int]:
+    """One page of the audit log, newest first, and how many entries match in all."""
+    query = select(AuditEntry)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    entries = session.scalars(
+        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(per_page)
+        .offset((max(1, page) - 1) * per_page)
+    )
+    return list(entries), total
+
+
+def audit_facets(session: Session) -> dict[str, list[str]]:
+    """The actions and actors the audit log holds, for its filters."""
+    actions = session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    actors = session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor))
+    return {"action": list(actions), "actor": list(actors)}
+
+
+def finding_incidents(session: Session, finding_ids: Iterable[int]) -> dict[int, str]:
+    """Finding id -> the id of the incident it was found for."""
+    ids = set(finding_ids)
+    if not ids:
+        return {}
+    query = (
+        select(Finding.id, Analysis.incident_id)
+        .join(Analysis, Analysis.id == Finding.analysis_id)
+        .where(Finding.id.in_(ids))
+    )
+    return {finding_id: incident_id for finding_id, incident_id in session.execute(query)}

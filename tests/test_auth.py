@@ -390,7 +390,10 @@ def test_role_table(
         assert r.headers["Location"].startswith("/login?next=")
 
 
-PUBLIC_ENDPOINTS = {"static", "healthz", "auth.login", "auth.logout"}
+# Probes and Prometheus scrape without a sign-in; keep /metrics on the internal network.
+PUBLIC_ENDPOINTS = {
+    "static", "ops.healthz", "ops.readyz", "ops.metrics", "auth.login", "auth.logout",
+}
 
 
 def test_every_view_states_the_role_it_needs(app: Flask) -> None:

@@ -15,7 +15,7 @@ from huey.exceptions import TaskLockedException
 
 from connector.base import IncidentRef, TrackerError
 from settings import Settings
-from store import queries
+from store import locks, queries
 from store.db import session_scope
 from worker import metrics
 
@@ -81,13 +81,15 @@ class JobRunner:
 
     def _run(self, job_id: int, kind: str, payload: dict, attempt: int, ref) -> str:
         sessions = self.service.sessions
-        lock = self.huey.lock_task(f"incident:{ref.id}") if ref else None
+        owner = locks.new_owner()
         try:
-            if lock is not None:
-                with lock:
-                    result = self.service.run_job(kind, payload)
-            else:
+            if ref is not None and not locks.acquire(self.service.engine, ref.id, owner):
+                raise TaskLockedException(ref.id)
+            try:
                 result = self.service.run_job(kind, payload)
+            finally:
+                if ref is not None:
+                    locks.release(self.service.engine, ref.id, owner)
         except TaskLockedException:
             with session_scope(sessions) as session:
                 queries.requeue_job(session, job_id)
@@ -126,10 +128,13 @@ class JobRunner:
         return "failed"
 
     def recover(self) -> int:
-        """Enqueue jobs the queue lost: due queued jobs and running jobs gone quiet."""
+        """Enqueue jobs the queue lost: jobs whose worker on this host died, due queued
+        jobs, and running jobs gone quiet for longer than any job runs."""
         now = datetime.now(UTC)
         with session_scope(self.service.sessions) as session:
-            ids = [j.id for j in queries.pending_jobs(session, now - STALE_AFTER)]
+            orphans = [j.id for j in queries.orphaned_jobs(session)]
+            stale = [j.id for j in queries.pending_jobs(session, now - STALE_AFTER)]
+            ids = list(dict.fromkeys(orphans + stale))
         for job_id in ids:
             self.enqueue(job_id)
         if ids:
