@@ -112,6 +112,7 @@ def worker(workers: int | None) -> None:
     settings = _settings()
     _logging(settings)
     service = _service(settings)
+    service.warm_up()
     service.jobs.recover()
     _consumer(service, workers or settings.workers).run()
 

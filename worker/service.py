@@ -319,6 +319,14 @@ class Service:
         configured = list(js.projects) if js else []
         return configured or list(self.trackers.get("jira", site).projects())
 
+    def warm_up(self) -> None:
+        """Load the spaCy pipeline and compile the rule pack before the first job, so the
+        first check after a (re)start is as fast as the others."""
+        from nlp.blame import compile_pack
+        from nlp.pipeline import get_pipeline
+
+        compile_pack(self.pack, get_pipeline())
+
     def details_url(self, ref: IncidentRef) -> str:
         return f"{self.base_url}/incidents/{ref.id}"
 
