@@ -156,7 +156,7 @@ def test_login_success_opens_a_session_with_safe_cookie_flags(app: Flask) -> Non
     client = app.test_client()
     r = login(client, "Engineer")  # usernames are case-insensitive
     assert r.status_code == 302
-    assert r.headers["Location"] == "/account"  # no /incidents page registered yet
+    assert r.headers["Location"] == "/incidents"  # the dashboard's queue is the start page
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http, no PMGUARD_SECURE_COOKIES
@@ -292,18 +292,20 @@ def test_anonymous_page_request_redirects_to_login_and_back(app: Flask) -> None:
 def test_next_never_leaves_the_site(app: Flask, target: str) -> None:
     r = login(app.test_client(), "engineer", next_url=target)
     assert r.status_code == 302
-    assert r.headers["Location"] == "/account"
+    assert r.headers["Location"] == "/incidents"  # the start page, not the target
     assert safe_next(target) is None
 
 
 @pytest.mark.parametrize("dashboard", [False, True])
 def test_index_goes_to_incidents_only_when_that_page_exists(
-    tmp_path: Path, dashboard: bool
+    tmp_path: Path, dashboard: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import web.auth
+
     e = ServiceEnv(make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", ""), "q")
     try:
-        if dashboard:
-            e.app.add_url_rule("/incidents", "incidents", requires("engineer")(lambda: "queue"))
+        if not dashboard:  # a start page that is not registered: fall back to /account
+            monkeypatch.setattr(web.auth, "HOME", "/no-such-page")
         add_user(e.app, "ana", "engineer")
         client = signed_in(e.app, "ana")
         assert client.get("/").headers["Location"] == ("/incidents" if dashboard else "/account")

@@ -7,6 +7,7 @@ and the only place that both talks to a tracker and writes the store.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,6 +41,12 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
         _record_incident(service, incident, verdict=None)
         return Outcome("exempt", ref.id)
     marker = comment.marker_for(ref.tracker)
+    with session_scope(service.sessions) as session:
+        waiver = queries.active_waiver(session, ref.id, datetime.now(UTC))
+    if waiver is not None:
+        # Decided before fetching or analysing: a waived incident needs no postmortem, so
+        # an unreadable one must not fail the check either.
+        return _report_waived(service, tracker, incident, policy, waiver, reason)
     postmortems: list[Postmortem] = []
     unreadable = []
     for pm_ref in postmortem_refs(incident, bot_marker=marker):
@@ -70,6 +77,77 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
         extra={"incident": ref.id, "verdict": verdict.status, "reason": reason},
     )
     return Outcome(verdict.status, ref.id)
+
+
+WAIVED = "waived"
+
+
+def _report_waived(
+    service, tracker, incident: Incident, policy: IncidentPolicy, waiver: queries.Waiver,
+    reason: str,
+) -> Outcome:
+    """Report an incident whose check an incident manager waived.
+
+    The comment says so, with the reason; the labels treat a waiver like "ok" (the ok
+    label on, the missing/needs-review labels off) so a board filtering on the missing or
+    needs-review label stops listing it. Policy's `reopen` never applies.
+    """
+    ref = incident.ref
+    now = datetime.now(UTC)
+    with session_scope(service.sessions) as session:
+        row = queries.upsert_incident(
+            session, **_incident_fields(incident), verdict=WAIVED, last_checked_at=now
+        )
+        queries.audit(
+            session,
+            actor="pmguard",
+            action="check",
+            target_type="incident",
+            target_id=row.id,
+            detail={"verdict": WAIVED, "reason": reason},
+        )
+    body = waived_comment(incident, waiver, policy)
+    comment_id = tracker.upsert_comment(ref, comment.marker_for(ref.tracker), body)
+    ok = policy.labels.ok
+    tracker.set_verdict_labels(ref, ok, [x for x in policy.labels.all if x != ok])
+    with session_scope(service.sessions) as session:
+        queries.set_reported(session, ref.id, comment_id=comment_id, verdict=WAIVED)
+    log.info("checked incident", extra={"incident": ref.id, "verdict": WAIVED, "reason": reason})
+    return Outcome(WAIVED, ref.id)
+
+
+_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
+
+
+def waived_comment(incident: Incident, waiver: queries.Waiver, policy: IncidentPolicy) -> str:
+    """The sticky comment for a waived check: thanks, the reason, when the waiver ends.
+
+    Never names the reviewer (the dashboard's audit log does): the comment is about the
+    incident, not about who decided. An @mention in the reason would notify that person
+    from the bot's comment, so a zero-width space after "@" (GitHub) or in "[~" (Jira)
+    keeps it as text.
+    """
+    github = incident.ref.tracker == GITHUB
+    text = " ".join(waiver.reason.split())
+    text = _MENTION.sub("@\u200b", text) if github else text.replace("[~", "[\u200b~")
+    until = f" until {waiver.last_day.isoformat()}" if waiver.last_day else ""
+    command = f"`{policy.recheck_command}`" if github else "{{" + policy.recheck_command + "}}"
+    lines = [
+        f"Thanks for closing this incident. An incident manager waived the postmortem check "
+        f"for it{until}, with this reason:",
+        "",
+        f"> {text}" if github else f"bq. {text}",
+        "",
+    ]
+    if waiver.last_day:
+        lines.append(
+            f"Nothing more is needed here until then. After {waiver.last_day.isoformat()}, "
+            f"editing the postmortem or commenting {command} checks it again."
+        )
+    else:
+        lines.append("Nothing more is needed here.")
+    lines.append(comment.marker_for(incident.ref.tracker))
+    return "\n".join(lines)
 
 
 def _policy_for(service, tracker, ref: IncidentRef) -> IncidentPolicy:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -328,7 +329,8 @@ class Service:
         compile_pack(self.pack, get_pipeline())
 
     def details_url(self, ref: IncidentRef) -> str:
-        return f"{self.base_url}/incidents/{ref.id}"
+        # "#" would end the path at the browser; quote it so the link needs no script.
+        return f"{self.base_url}/incidents/{quote(ref.id, safe=':/')}"
 
     def now(self) -> datetime:
         return datetime.now(UTC)
