@@ -105,6 +105,10 @@ def test_blaming_postmortem_is_flagged_with_systems_questions(env) -> None:
     assert "Ravi" not in body.split("“")[0]  # the intro never names anyone
     assert "running the migration" in body
     wait_until(lambda: "postmortem:needs-review" in env.fake.labels(REPO, number))
+    from prometheus_client import REGISTRY
+
+    assert (REGISTRY.get_sample_value("pmguard_findings_total", {"rule": "blame.omission"})
+            or 0) >= 1
     with session_scope(env.service.sessions) as session:
         ref_id = f"github:{env.fake.url}:{REPO}#{number}"
         analysis = queries.latest_analysis(session, ref_id)

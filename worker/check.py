@@ -18,6 +18,7 @@ from rules.policy import PolicyError
 from rules.verdict import OK, Verdict, check
 from store import queries
 from store.db import session_scope
+from worker import metrics
 
 log = logging.getLogger("pmguard.worker")
 
@@ -63,6 +64,8 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
     verdict = check(
         incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed
     )
+    for finding in verdict.open_findings:
+        metrics.FINDINGS.labels(finding.rule).inc()
     _persist(service, incident, verdict, reason)
     body = comment.render(incident, verdict, policy, service.details_url(ref))
     comment_id = tracker.upsert_comment(ref, marker, body)
