@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
 
-import argon2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -26,9 +25,9 @@ from store import users as store_users
 from store.db import session_scope
 from store.models import AuditEntry, RulePackVersion
 from tests.service_env import ServiceEnv, make_settings
+from tests.web_helpers import PASSWORD, cheap_hashing, csrf_token, signed_in  # noqa: F401
 from web.admin import highlight
 
-PASSWORD = "correct horse battery"
 ROLES = ("engineer", "incident_manager", "admin")
 
 PACK_V1 = """\
@@ -101,14 +100,6 @@ PACK_BAD_YAML = "name: default\nversion: x\nrules:\n  - id: team.forgot\n    pat
 # --- fixtures and helpers ---------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production argon2 costs ~0.1 s a hash; these tests sign in many times.
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
-    monkeypatch.setattr(store_users, "_dummy_hash", None)
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[ServiceEnv]:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "")
@@ -126,21 +117,10 @@ def app(env: ServiceEnv) -> Flask:
     return env.app
 
 
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    html = client.get(path).get_data(as_text=True)
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
-    assert match, f"no CSRF meta tag on {path}"
-    return match.group(1)
 
 
-def signed_in(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    r = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": csrf_token(client)},
-    )
-    assert r.status_code == 302, r.get_data(as_text=True)[:300]
-    return client
+
+
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import argon2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,9 +27,9 @@ from store import users as store_users
 from store.db import session_scope
 from store.models import Finding, Job
 from tests.service_env import ServiceEnv, make_settings
+from tests.web_helpers import PASSWORD, cheap_hashing  # noqa: F401
 from web.api import MAX_LINT_CHARS, OPENAPI
 
-PASSWORD = "correct horse battery"
 ROLES = ("engineer", "incident_manager", "admin")
 GH_SITE = "https://api.github.com"
 JIRA_SITE = "https://ops.example.net"
@@ -61,13 +60,6 @@ rules:
 
 
 # --- fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
-    monkeypatch.setattr(store_users, "_dummy_hash", None)
 
 
 @pytest.fixture

@@ -22,9 +22,15 @@ from store import users as store_users
 from store.db import session_scope
 from store.models import ApiToken, User
 from tests.service_env import ServiceEnv, make_settings
+from tests.web_helpers import (  # noqa: F401
+    PASSWORD,
+    cheap_hashing,
+    csrf_token,
+    login,
+    signed_in,
+)
 from web.auth import LIMITER, MemoryLoginLimiter, requires, safe_next
 
-PASSWORD = "correct horse battery"
 ROLES = ("engineer", "incident_manager", "admin")
 
 # --- a test-only blueprint: one page and one API view per role, read and write ----------
@@ -75,20 +81,14 @@ def api_admin():
 # --- fixtures and helpers ---------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production argon2 costs ~0.1 s a hash; these tests sign in dozens of times. The one
-    # test about hashing strength uses the real parameters.
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
-    monkeypatch.setattr(store_users, "_dummy_hash", None)
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[ServiceEnv]:
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "",
-        github_url="https://api.github.invalid", github_token="t",
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "",
+        github_url="https://api.github.invalid",
+        github_token="t",
     )
     e = ServiceEnv(settings, "pmguard-auth")
     e.app.register_blueprint(probe)
@@ -118,27 +118,6 @@ def db_user(app: Flask, name: str) -> User:
 def run(app: Flask, fn, *args):
     with session_scope(app.extensions["pmguard"].sessions) as db:
         return fn(db, *args)
-
-
-def csrf(client, path: str = "/login") -> str:
-    html = client.get(path).get_data(as_text=True)
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
-    assert match, f"no CSRF meta tag on {path}"
-    return match.group(1)
-
-
-def login(client, username: str, password: str = PASSWORD, next_url: str | None = None,
-          **kwargs):
-    data = {"username": username, "password": password, "csrf_token": csrf(client)}
-    if next_url is not None:
-        data["next"] = next_url
-    return client.post("/login", data=data, **kwargs)
-
-
-def signed_in(app: Flask, role: str):
-    client = app.test_client()
-    assert login(client, role).status_code == 302
-    return client
 
 
 def new_token(app: Flask, username: str, name: str = "ci") -> str:
@@ -262,7 +241,7 @@ def test_logout_is_a_post_that_ends_the_session(app: Flask) -> None:
     client = signed_in(app, "engineer")
     assert client.get("/logout").status_code == 405
     assert client.post("/logout").status_code == 400  # no CSRF token
-    r = client.post("/logout", data={"csrf_token": csrf(client, "/account")})
+    r = client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
     assert r.status_code == 302 and r.headers["Location"] == "/login"
     assert client.get("/account").status_code == 302
 
@@ -372,13 +351,13 @@ def test_role_table(
     headers: dict[str, str] = {}
     if role is None:
         client = app.test_client()
-        headers["X-CSRFToken"] = csrf(client)
+        headers["X-CSRFToken"] = csrf_token(client)
     elif via == "token":
         client = app.test_client()
         headers.update(bearer(new_token(app, role)))
     else:
         client = signed_in(app, role)
-        headers["X-CSRFToken"] = csrf(client, "/account")
+        headers["X-CSRFToken"] = csrf_token(client, "/account")
     r = client.open(path, method=method, headers=headers)
     assert r.status_code == expected, r.get_data(as_text=True)[:300]
     if api and expected in (401, 403):
@@ -394,7 +373,12 @@ def test_role_table(
 
 # Probes and Prometheus scrape without a sign-in; keep /metrics on the internal network.
 PUBLIC_ENDPOINTS = {
-    "static", "ops.healthz", "ops.readyz", "ops.metrics", "auth.login", "auth.logout",
+    "static",
+    "ops.healthz",
+    "ops.readyz",
+    "ops.metrics",
+    "auth.login",
+    "auth.logout",
 }
 
 
@@ -423,10 +407,13 @@ def test_forms_need_a_csrf_token(app: Flask) -> None:
     client = signed_in(app, "engineer")
     assert client.post("/account/tokens", data={"name": "ci"}).status_code == 400
     r = client.post(
-        "/account/tokens", data={"name": "ci", "csrf_token": "forged"},
+        "/account/tokens",
+        data={"name": "ci", "csrf_token": "forged"},
     )
     assert r.status_code == 400
-    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    r = client.post(
+        "/account/tokens", data={"name": "ci", "csrf_token": csrf_token(client, "/account")}
+    )
     assert r.status_code == 200
 
 
@@ -435,8 +422,14 @@ def test_webhooks_take_signed_posts_without_csrf(env: ServiceEnv) -> None:
     assert r.status_code == 200 and r.get_json()["pong"] is True
     closed = {
         "action": "closed",
-        "issue": {"number": 3, "state": "closed", "state_reason": "completed", "title": "x",
-                  "labels": [{"name": "incident"}], "user": {"login": "a"}},
+        "issue": {
+            "number": 3,
+            "state": "closed",
+            "state_reason": "completed",
+            "title": "x",
+            "labels": [{"name": "incident"}],
+            "user": {"login": "a"},
+        },
         "repository": {"full_name": "acme/ops"},
         "sender": {"login": "ana", "type": "User"},
     }
@@ -449,7 +442,7 @@ def test_session_cookie_api_posts_need_csrf(app: Flask) -> None:
     client = signed_in(app, "admin")
     r = client.post("/api/probe/review")
     assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
-    r = client.post("/api/probe/review", headers={"X-CSRFToken": csrf(client, "/account")})
+    r = client.post("/api/probe/review", headers={"X-CSRFToken": csrf_token(client, "/account")})
     assert r.status_code == 200 and r.get_json()["user"] == "admin"
 
 
@@ -513,7 +506,9 @@ def test_tokens_do_not_open_pages(app: Flask) -> None:
 
 def test_account_creates_a_token_shown_once_and_revokes_it(app: Flask) -> None:
     client = signed_in(app, "engineer")
-    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    r = client.post(
+        "/account/tokens", data={"name": "ci", "csrf_token": csrf_token(client, "/account")}
+    )
     assert r.status_code == 200
     assert r.headers["Cache-Control"] == "no-store"
     shown = re.search(r'value="(pmg_[^"]+)"', r.get_data(as_text=True))
@@ -525,12 +520,15 @@ def test_account_creates_a_token_shown_once_and_revokes_it(app: Flask) -> None:
     assert token not in page and "ci" in page and "active" in page
 
     # A second live token with the same name is refused with a message.
-    r = client.post("/account/tokens", data={"name": "ci", "csrf_token": csrf(client, "/account")})
+    r = client.post(
+        "/account/tokens", data={"name": "ci", "csrf_token": csrf_token(client, "/account")}
+    )
     assert r.status_code == 400 and "already has a token named" in r.get_data(as_text=True)
 
     token_id = int(re.search(r"/account/tokens/(\d+)/revoke", page).group(1))
-    r = client.post(f"/account/tokens/{token_id}/revoke",
-                    data={"csrf_token": csrf(client, "/account")})
+    r = client.post(
+        f"/account/tokens/{token_id}/revoke", data={"csrf_token": csrf_token(client, "/account")}
+    )
     assert r.status_code == 302
     assert "revoked" in client.get("/account").get_data(as_text=True)
     assert app.test_client().get("/api/probe/read", headers=bearer(token)).status_code == 401
@@ -540,8 +538,10 @@ def test_nobody_revokes_another_users_token(app: Flask) -> None:
     new_token(app, "admin")
     admin_token_id = run(app, store_users.tokens_for, db_user(app, "admin").id)[0].id
     client = signed_in(app, "engineer")
-    r = client.post(f"/account/tokens/{admin_token_id}/revoke",
-                    data={"csrf_token": csrf(client, "/account")})
+    r = client.post(
+        f"/account/tokens/{admin_token_id}/revoke",
+        data={"csrf_token": csrf_token(client, "/account")},
+    )
     assert r.status_code == 404
     assert not run(app, store_users.tokens_for, db_user(app, "admin").id)[0].revoked
 
@@ -549,8 +549,12 @@ def test_nobody_revokes_another_users_token(app: Flask) -> None:
 def test_change_password_keeps_this_session(app: Flask) -> None:
     client = signed_in(app, "engineer")
     other = signed_in(app, "engineer")
-    form = {"current": "wrong password!!", "new": "another long passphrase",
-            "confirm": "another long passphrase", "csrf_token": csrf(client, "/account")}
+    form = {
+        "current": "wrong password!!",
+        "new": "another long passphrase",
+        "confirm": "another long passphrase",
+        "csrf_token": csrf_token(client, "/account"),
+    }
     r = client.post("/account/password", data=form)
     assert r.status_code == 400 and "not right" in r.get_data(as_text=True)
     r = client.post("/account/password", data={**form, "current": PASSWORD})
@@ -601,8 +605,9 @@ def test_weak_hashes_are_upgraded_at_sign_in(app: Flask) -> None:
 
 def test_memory_limiter_window_reset_and_bounded_size() -> None:
     now = [0.0]
-    limiter = MemoryLoginLimiter(limit=2, window=timedelta(seconds=60), clock=lambda: now[0],
-                                 max_keys=3)
+    limiter = MemoryLoginLimiter(
+        limit=2, window=timedelta(seconds=60), clock=lambda: now[0], max_keys=3
+    )
     limiter.failed(["a"])
     assert limiter.retry_after(["a"]) is None
     now[0] = 10

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import argon2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -26,9 +25,9 @@ from store.db import session_scope
 from store.models import AuditEntry, Finding, Incident, Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.service_env import ServiceEnv, make_settings, wait_until
+from tests.web_helpers import PASSWORD, cheap_hashing, csrf_token, signed_in  # noqa: F401
 from web.dashboard import Span, highlight, locate
 
-PASSWORD = "correct horse battery"
 SITE = "https://api.github.invalid"
 REPO = "acme/ops"
 NOW = datetime.now(UTC)
@@ -50,14 +49,6 @@ HOSTILE = (
 
 
 # --- fixtures and helpers ---------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production argon2 costs ~0.1 s a hash; these tests sign in many times.
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
-    monkeypatch.setattr(store_users, "_dummy_hash", None)
 
 
 def _add_users(app: Flask) -> None:
@@ -98,25 +89,11 @@ def db(e: ServiceEnv):
     return session_scope(e.service.sessions)
 
 
-def csrf(client: FlaskClient, path: str = "/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
 
-
-def signed_in(app: Flask, username: str) -> FlaskClient:
-    client = app.test_client()
-    r = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": csrf(client)},
-    )
-    assert r.status_code == 302, r.get_data(as_text=True)
-    return client
 
 
 def post(client: FlaskClient, path: str, **form: str):
-    token = csrf(client, "/incidents")
+    token = csrf_token(client, "/incidents")
     return client.post(path, data={"csrf_token": token, **form})
 
 
@@ -236,7 +213,7 @@ def test_anonymous_requests_go_to_the_login_page(env: ServiceEnv, seeded: dict) 
     for path in reads:
         r = client.get(path)
         assert r.status_code == 302 and r.headers["Location"].startswith("/login"), path
-    token = csrf(client)
+    token = csrf_token(client)
     for path, form in writes:
         r = client.post(path, data={"csrf_token": token, **form})
         assert r.status_code == 302 and r.headers["Location"].startswith("/login"), path

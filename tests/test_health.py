@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import argon2
 import pytest
 from flask import Flask
 
@@ -18,10 +17,10 @@ from store import queries as q
 from store import users as store_users
 from store.db import session_scope
 from tests.service_env import ServiceEnv, make_settings
+from tests.web_helpers import PASSWORD, cheap_hashing  # noqa: F401
 from web import health
 from web.admin import health_facts
 
-PASSWORD = "correct horse battery"
 SVG = "{http://www.w3.org/2000/svg}"
 TODAY = date(2026, 3, 18)  # a Wednesday
 
@@ -140,13 +139,6 @@ def test_bar_chart() -> None:
 # --- from the store, and the page -------------------------------------------------------
 
 PEOPLE = ("Dana Whitfield", "@dwhitfield", "rosa-reviewer", "kim_oncall")
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    cheap = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(store_users, "PASSWORD_HASHER", cheap)
-    monkeypatch.setattr(store_users, "_dummy_hash", None)
 
 
 @pytest.fixture
