@@ -8,6 +8,7 @@ examples, or speaks to the reader as "you".
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -413,6 +414,7 @@ def _check(rule: Rule, where: str) -> Rule:
                     raise PackError(
                         f"{where}: field '{key}[{n}]': PERSON must be true, 'other' or 'self'"
                     )
+                _bounded(token, f"{where}: field '{key}[{n}]'")
                 for attr in token:
                     need = ATTRIBUTE_NEEDS.get(attr.upper())
                     if need and need not in rule.requires:
@@ -430,6 +432,64 @@ def _check(rule: Rule, where: str) -> Rule:
                     f"{detail[-1] if detail else exc}"
                 ) from None
     return rule
+
+
+# Limits that keep an admin's pack from stalling every worker: each token predicate runs
+# on every token of every postmortem.
+MAX_LIST = 5000  # words in one IN / NOT_IN list
+MAX_REGEX = 300  # characters in one REGEX
+# A quantified group that itself contains a quantifier ("(a+)+", "(\w*x)*") can backtrack
+# exponentially on a long token; such patterns are refused rather than timed.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,)")
+
+
+PROBE_SECONDS = 0.005
+
+
+def _runs_away(regex: str) -> bool:
+    """Time the regex on words made of its own letters plus a character that fails the
+    match: overlapping alternatives ("(a|aa)+$") that the static check misses take
+    exponential time there, a sound pattern microseconds."""
+    compiled = re.compile(regex)
+    letters = sorted({c for c in regex if c.isalnum()} | {"a", "x"})[:20]
+    # Lengths grow slowly so an exponential pattern is caught before a probe takes long.
+    for length in (8, 12, 16, 20, 24):
+        for c in letters:
+            # Twice over the limit, not once: a scheduler hiccup must not refuse a pack.
+            if all(_probe(compiled, c * length + "!") > PROBE_SECONDS for _ in range(2)):
+                return True
+    return False
+
+
+def _probe(compiled: re.Pattern[str], word: str) -> float:
+    started = time.perf_counter()
+    compiled.search(word)
+    return time.perf_counter() - started
+
+
+def _bounded(token: dict, where: str) -> None:
+    for attr, value in token.items():
+        if not isinstance(value, dict):
+            continue
+        for op in ("IN", "NOT_IN"):
+            items = value.get(op)
+            if isinstance(items, list) and len(items) > MAX_LIST:
+                raise PackError(
+                    f"{where}: {attr} {op} lists {len(items)} words (at most {MAX_LIST})"
+                )
+        regex = value.get("REGEX")
+        if isinstance(regex, str):
+            if len(regex) > MAX_REGEX:
+                raise PackError(f"{where}: {attr} REGEX is over {MAX_REGEX} characters")
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise PackError(f"{where}: {attr} REGEX does not compile: {exc}") from None
+            if _NESTED_QUANTIFIER.search(regex) or _runs_away(regex):
+                raise PackError(
+                    f"{where}: {attr} REGEX {regex!r} can run away on a long word (nested "
+                    f"or overlapping repetition); rewrite it without a repeated group"
+                )
 
 
 def _register_extension() -> None:

@@ -108,3 +108,43 @@ rules:
 def test_settings_are_validated() -> None:
     with pytest.raises(PackError, match="settings.self_blame"):
         parse_pack("extends: default\nsettings:\n  self_blame: loud\n", "o.yml")
+
+
+RUNAWAY = """
+name: t
+version: "1"
+rules:
+  - id: test.runaway
+    category: human-error
+    severity: warning
+    message: "Which interface made this easy?"
+    explanation: "A pattern an admin might write."
+    suggestion: "What made it easy?"
+    patterns:
+      - [{LOWER: {REGEX: "PATTERN"}}]
+    examples:
+      match: ["aaa happened.", "It was aaa."]
+      no_match: ["The disk filled up.", "Nothing here."]
+"""
+
+
+@pytest.mark.parametrize("regex", ["^(a+)+$", "^(a|aa)+$", "(\\\\w*a)*x", "^(a|a)+$"])
+def test_runaway_regular_expressions_are_refused(regex: str) -> None:
+    with pytest.raises(PackError, match="rule 'test.runaway'.*can run away"):
+        parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml")
+
+
+def test_sound_regular_expressions_load() -> None:
+    pack = parse_pack(RUNAWAY.replace("PATTERN", "^a{3}$"), "t.yml")
+    assert pack.rules[0].id == "test.runaway"
+
+
+def test_huge_lists_and_long_or_broken_regexes_are_refused() -> None:
+    words = ", ".join(f"w{i}" for i in range(6000))
+    text = RUNAWAY.replace('{REGEX: "PATTERN"}', "{IN: [" + words + "]}")
+    with pytest.raises(PackError, match="lists 6000 words"):
+        parse_pack(text, "t.yml")
+    with pytest.raises(PackError, match="over 300 characters"):
+        parse_pack(RUNAWAY.replace("PATTERN", "a" * 301), "t.yml")
+    with pytest.raises(PackError, match="does not compile"):
+        parse_pack(RUNAWAY.replace("PATTERN", "(unclosed"), "t.yml")
