@@ -76,6 +76,13 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings = _settings()
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
     _logging(settings)
+    demo = None
+    if not settings.github.configured and not any(j.configured for j in settings.jiras):
+        # Nothing to watch: run the demo against a sandbox tracker instead of idling.
+        from sandbox import demo as sandbox
+
+        demo = sandbox.start(settings)
+        settings = demo.settings
     if settings.database.startswith("sqlite"):
         _upgrade(settings)
     service = _service(settings)
@@ -94,15 +101,36 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     signal.signal(signal.SIGINT, stop)
     click.echo(f"pmguard: serving on http://{settings.host}:{server.port}")
     for name, tracker in (("GitHub", settings.github), ("Jira", settings.jira)):
-        if name == "Jira" and any(j.webhook_secret for j in settings.jiras):
+        if name == "Jira" and (demo is not None or any(j.webhook_secret for j in settings.jiras)):
             continue
         if not tracker.webhook_secret:
             click.echo(f"pmguard: no {name} webhook secret set: its deliveries get 401 "
                        f"(PMGUARD_{name.upper()}_WEBHOOK_SECRET)")
+    if demo is not None:
+        _run_demo(demo, service, f"http://{settings.host}:{server.port}")
     try:
         server.serve_forever()
     finally:
         consumer.stop(graceful=True)
+        if demo is not None:
+            demo.fake.stop()
+
+
+def _run_demo(demo, service, base_url: str) -> None:
+    from sandbox import demo as sandbox
+
+    sandbox.create_user(demo, service.sessions)
+
+    def deliver() -> None:
+        sandbox.close_incidents(demo, base_url)
+
+    threading.Thread(target=deliver, name="pmguard-demo", daemon=True).start()
+    click.echo("pmguard: no tracker configured, so this is the demo: a sandbox GitHub at "
+               f"{demo.fake.url} with three incidents, closed through signed webhooks now.")
+    click.echo(f"pmguard: dashboard {base_url}/incidents  sign in as "
+               f"'{sandbox.USER}' with password '{demo.password}'")
+    click.echo("pmguard: a real deployment is the same command with tracker credentials "
+               "in pmguard.yml or PMGUARD_* variables (see README).")
 
 
 @click.command(short_help="Run queue workers only.")
@@ -212,4 +240,5 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-logging.getLogger("huey").setLevel(logging.INFO)
+# huey logs every task at INFO; the service logs what matters about each job itself.
+logging.getLogger("huey").setLevel(logging.WARNING)

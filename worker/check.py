@@ -13,7 +13,12 @@ from datetime import UTC, datetime
 
 from connector.base import GITHUB, Incident, IncidentRef, NotFound, Postmortem, TrackerError
 from rules import comment
-from rules.incident_policy import IncidentPolicy, postmortem_refs, repository_policy
+from rules.incident_policy import (
+    IncidentPolicy,
+    postmortem_refs,
+    repository_policy,
+    severity_from_labels,
+)
 from rules.policy import PolicyError
 from rules.verdict import OK, Verdict, check
 from store import queries
@@ -183,7 +188,7 @@ def _incident_fields(incident: Incident) -> dict:
         "url": incident.url,
         "state": incident.state,
         "closed_at": incident.closed_at,
-        "severity": incident.severity,
+        "severity": incident.severity or severity_from_labels(incident.labels),
     }
 
 
