@@ -268,3 +268,22 @@ def test_not_incidents_and_exempt_closes_need_nothing(tmp_path, fake_github, bac
         assert e.github("issues", payload).status_code == 204
         assert e.github("issues", issue_payload(fake_github, plain, "reopened")).status_code == 204
         e.stop()
+
+
+def test_a_hundred_concurrent_redeliveries_make_one_job_and_one_comment(env) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.close_issue(REPO, number)
+    payload = issue_payload(env.fake, number, "closed")
+
+    def deliver(_i: int) -> int:
+        return env.github("issues", payload, delivery="the-same-delivery").status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(deliver, range(100)))
+    assert sorted(set(codes)) == [200, 202] and codes.count(202) == 1
+    wait_until(lambda: _jobs_done(env) and our_comments(env.fake, number), what="the check")
+    with session_scope(env.service.sessions) as session:
+        assert len(queries.recent_jobs(session)) == 1
+    assert len(our_comments(env.fake, number)) == 1
