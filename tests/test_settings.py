@@ -74,3 +74,19 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = secret_key(s)
     assert len(first) == 64 and secret_key(s) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_sample_configuration_loads(tmp_path: Path) -> None:
+    from rules.incident_policy import policy_from_mapping
+
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    text = (Path(__file__).resolve().parents[1] / "examples" / "pmguard.yml").read_text()
+    for name in ("pmguard-app.pem", "pmguard-github-hook", "pmguard-jira-token",
+                 "pmguard-jira-hook"):
+        (secrets_dir / name).write_text("x")
+    config = tmp_path / "pmguard.yml"
+    config.write_text(text.replace("/run/secrets", str(secrets_dir)))
+    s = load_settings(config, env={})
+    assert s.github.app_id == 123456 and s.jira.configured and s.workers == 4
+    assert policy_from_mapping(s.policy, "sample").severities == ("sev1", "sev2")
