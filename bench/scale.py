@@ -3,19 +3,24 @@ with two, in the same run, and the ratio (target >= 1.6 on this 2-core machine).
 
     .venv/bin/python bench/scale.py [--incidents 120] [--threads 2]
 
-Each job is a full check of an incident whose linked postmortem (a few paragraphs) is
-read from a fake GitHub on 127.0.0.1 and analysed with the trained pipeline. Prints
-numbers; asserts nothing. Needs the PostgreSQL and Redis servers of this machine.
+Deliveries go through two gunicorn web workers; each job is a full check of an incident
+whose linked postmortem (a few paragraphs) is read from a fake GitHub on 127.0.0.1 and
+analysed with the trained pipeline. Prints numbers; asserts nothing. Needs the
+PostgreSQL and Redis servers of this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from connector.signatures import sign_github  # noqa: E402
 from settings import load_settings  # noqa: E402
 from store.db import make_engine  # noqa: E402
 from store.models import Job  # noqa: E402
@@ -48,6 +54,28 @@ and recovered at 14:40 once the cache was warmed again.
 """
 
 
+SECRET = b"scale-bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"gunicorn on port {port} did not come up")
+
+
 def seed(fake: FakeGitHub, count: int) -> list[int]:
     numbers = []
     for n in range(count):
@@ -60,21 +88,21 @@ def seed(fake: FakeGitHub, count: int) -> list[int]:
     return numbers
 
 
-def enqueue_all(env: dict, numbers: list[int], fake: FakeGitHub) -> None:
-    from worker.service import CHECK, Service
-
-    service = Service(load_settings(env=env))
-    from store.db import session_scope
-
-    ids = []
-    with session_scope(service.sessions) as session:
-        for number in numbers:
-            ids.append(service.create_job(session, CHECK, {
-                "tracker": "github", "site": fake.url, "project": REPO, "key": str(number),
-                "reason": "bench"}))
-    for job_id in ids:
-        service.enqueue(job_id)
-    service.engine.dispose()
+def enqueue_all(port: int, numbers: list[int], fake: FakeGitHub) -> None:
+    """Signed `issues.closed` deliveries to the gunicorn web workers, as GitHub sends them."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for number in numbers:
+        body = json.dumps({
+            "action": "closed", "issue": fake.issue(REPO, number),
+            "repository": {"full_name": REPO}, "sender": {"login": "ana", "type": "User"},
+        }).encode()
+        conn.request("POST", "/webhooks/github", body=body, headers={
+            "Content-Type": "application/json", "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign_github(SECRET, body)})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 202, response.status
 
 
 def done_count(env: dict) -> int:
@@ -85,7 +113,7 @@ def done_count(env: dict) -> int:
     return count
 
 
-def run(env: dict, processes: int, threads: int, numbers: list[int], fake) -> float:
+def run(env: dict, processes: int, threads: int, numbers: list[int], fake, port: int) -> float:
     start_done = done_count(env)
     workers = [
         subprocess.Popen([str(BIN / "pmguard"), "worker", "--workers", str(threads)], env=env,
@@ -95,7 +123,7 @@ def run(env: dict, processes: int, threads: int, numbers: list[int], fake) -> fl
     try:
         time.sleep(6)  # every process imports spaCy and the app before the clock starts
         started = time.perf_counter()
-        enqueue_all(env, numbers, fake)
+        enqueue_all(port, numbers, fake)
         while done_count(env) - start_done < len(numbers):
             time.sleep(0.1)
             if time.perf_counter() - started > 600:
@@ -125,16 +153,27 @@ def main(argv: list[str] | None = None) -> int:
                "PMGUARD_REDIS_URL": "redis://127.0.0.1:6379/13",
                "PMGUARD_DATA_DIR": str(Path("/tmp") / "pmguard-scale"),
                "PMGUARD_GITHUB_API_URL": fake.url, "PMGUARD_GITHUB_TOKEN": fake.token,
-               "PMGUARD_GITHUB_BOT_LOGIN": fake.user}
+               "PMGUARD_GITHUB_BOT_LOGIN": fake.user,
+               "PMGUARD_GITHUB_WEBHOOK_SECRET": SECRET.decode()}
         subprocess.run([str(BIN / "pmguard"), "db", "upgrade"], env=env, check=True,
                        capture_output=True)
         from worker.jobs import make_huey
 
         make_huey(load_settings(env=env)).flush()
-        one = run(env, 1, args.threads, seed(fake, args.incidents), fake)
-        two = run(env, 2, args.threads, seed(fake, args.incidents), fake)
+        port = free_port()
+        web = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level",
+             "warning", "app:create_app()"], env=env, cwd=ROOT)
+        try:
+            wait_http(port)
+            one = run(env, 1, args.threads, seed(fake, args.incidents), fake, port)
+            two = run(env, 2, args.threads, seed(fake, args.incidents), fake, port)
+        finally:
+            web.send_signal(signal.SIGTERM)
+            web.wait(timeout=30)
     fake.stop()
-    print(f"{args.incidents} checks per run, {args.threads} threads per worker process")
+    print(f"{args.incidents} checks per run, deliveries through 2 gunicorn web workers, "
+          f"{args.threads} threads per worker process, PostgreSQL + Redis")
     print(f"  1 worker process : {one:6.1f} jobs/s")
     print(f"  2 worker processes: {two:6.1f} jobs/s")
     print(f"  ratio {two / one:.2f} (target >= 1.6)")
