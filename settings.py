@@ -73,6 +73,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     log_format: str = "text"  # text | json
     max_attempts: int = 8  # tracker retries before a job is marked failed
+    tracker_timeout: int = 15  # seconds per tracker API call; a timeout is retried
     policy: dict = field(default_factory=dict)  # the service-wide postmortem policy
     github: GitHubSettings = field(default_factory=GitHubSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
@@ -103,6 +104,7 @@ ENV = {
     "PMGUARD_WORKERS": ("", "workers"),
     "PMGUARD_LOG_FORMAT": ("", "log_format"),
     "PMGUARD_MAX_ATTEMPTS": ("", "max_attempts"),
+    "PMGUARD_TRACKER_TIMEOUT": ("", "tracker_timeout"),
     "PMGUARD_GITHUB_API_URL": ("github", "api_url"),
     "PMGUARD_GITHUB_WEBHOOK_SECRET": ("github", "webhook_secret"),
     "PMGUARD_GITHUB_TOKEN": ("github", "token"),

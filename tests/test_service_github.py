@@ -206,6 +206,22 @@ def test_tracker_errors_are_retried_with_backoff_until_success(env) -> None:
         assert job.status == "done" and job.attempts >= 3
 
 
+def test_a_tracker_that_times_out_is_retried_until_it_answers(env) -> None:
+    from dataclasses import replace
+
+    from worker.trackers import Trackers
+
+    env.service.trackers = Trackers(replace(env.service.settings, tracker_timeout=1))
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.delay("GET", rf"/repos/{REPO}/issues/{number}/comments$", 3, times=1)
+    assert close(env, number).status_code == 202
+    wait_until(lambda: our_comments(env.fake, number), timeout=30, what="comment after timeout")
+    wait_until(lambda: _jobs_done(env), what="the job to finish")
+    with session_scope(env.service.sessions) as session:
+        [job] = queries.recent_jobs(session)
+        assert job.status == "done" and job.attempts == 2
+
+
 def test_a_job_that_keeps_failing_is_visibly_failed_and_can_be_retried(env) -> None:
     number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
     env.fake.fail("GET", rf"/repos/{REPO}/issues/{number}$", status=502, times=None)

@@ -55,6 +55,7 @@ class Trackers:
                 private_key=gh.private_key or None,
                 bot_login=gh.bot_login or None,
                 postmortem_label=gh.postmortem_label,
+                timeout=self.settings.tracker_timeout,
             )
         if tracker == JIRA:
             from connector.jira import JiraTracker
@@ -73,5 +74,6 @@ class Trackers:
                 reopen_transition=js.reopen_transition,
                 severity_field=js.severity_field or None,
                 bot_account=js.bot_account or None,
+                timeout=self.settings.tracker_timeout,
             )
         raise UnknownSite(f"unknown tracker {tracker!r}")
