@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="gunicorn threads per web worker (>1 uses the gthread worker)")
     parser.add_argument("--rate", type=float, default=10.0, help="incidents per second")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(BIN / "pmguard"), "db", "upgrade"], env=env, check=True,
                    capture_output=True)
     web = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", str(args.web_workers), "-b", f"127.0.0.1:{port}",
+        [str(BIN / "gunicorn"), "-w", str(args.web_workers), "--threads", str(args.threads),
+         "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "bench.wsgi:app"],
         env=env, cwd=ROOT,
     )
@@ -194,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         bare = load(port, "/bench/bare", bare_delivery, n, c)
         noop = load(port, "/webhooks/github", github_delivery(("docs",)), n, c)
         relevant = load(port, "/webhooks/github", github_delivery(("incident",)), n, c)
-        print(f"gunicorn {args.web_workers} workers, {n} requests per kind, concurrency {c}")
+        print(f"gunicorn {args.web_workers} workers x {args.threads} threads, {n} requests per "
+              f"kind, concurrency {c}")
         for name, r in (("bare Flask", bare), ("needs nothing (204)", noop),
                         ("relevant (202)", relevant)):
             print(f"  {name:22s} {r['rps']:8.0f} req/s  p50 {r['p50']:6.1f} ms  "
