@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.webhooks import free_port, wait_http  # noqa: E402
 from connector.signatures import sign_github  # noqa: E402
 from settings import load_settings  # noqa: E402
 from store.db import make_engine  # noqa: E402
@@ -55,25 +55,6 @@ and recovered at 14:40 once the cache was warmed again.
 
 
 SECRET = b"scale-bench-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/healthz")
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"gunicorn on port {port} did not come up")
 
 
 def seed(fake: FakeGitHub, count: int) -> list[int]:

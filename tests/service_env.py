@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,13 @@ from store.migrate import upgrade
 
 SECRET = "hook-secret-for-tests"
 REDIS_URL = os.environ.get("PMGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on right now (for servers run as processes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def redis_unreachable() -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,9 @@ from pathlib import Path
 import requests
 
 from sandbox.github import DEFAULT_TOKEN
-from tests.service_env import wait_until
+from tests.service_env import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_without_configuration_runs_the_demo(tmp_path: Path) -> None:

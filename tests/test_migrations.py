@@ -3,9 +3,7 @@ exactly the models' schema, run twice without harm, and never drift from the mod
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,8 @@ from store import queries as q
 from store.db import make_engine, session_factory, session_scope
 from store.migrate import MIGRATIONS, alembic_config, current, downgrade, head, upgrade
 from store.models import Base
-from store.testing import temporary_database, unreachable_reason
 
 VERSION_TABLE = "alembic_version"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a database with nothing in it (for SQLite, not even the file)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'pmguard.db'}"
-        return
-    reason = unreachable_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
-        pytest.skip(reason)
-    with temporary_database() as url:
-        yield url
 
 
 def tables(url: str) -> set[str]:

@@ -31,7 +31,6 @@ from store import users as store_users
 from store.db import make_engine, session_factory, session_scope
 from store.migrate import current, downgrade, head, upgrade
 from store.models import ApiToken, AuditEntry, Base, User
-from store.testing import temporary_database, unreachable_reason
 
 CMD = [sys.executable, "-m", "cli", "users"]
 PASSWORD = "correct horse battery"
@@ -306,20 +305,6 @@ def test_token_last_used_is_written_at_most_once_a_minute(sessions) -> None:
 
 
 # --- migration 0002 ---------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'pmguard.db'}"
-        return
-    reason = unreachable_reason()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
-        pytest.skip(reason)
-    with temporary_database() as url:
-        yield url
 
 
 def _tables(engine: Engine) -> set[str]:
