@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -145,49 +145,6 @@ def record_delivery(
             return False
         raise
     return True
-
-
-def accept_delivery(
-    engine: Engine,
-    *,
-    source: str,
-    delivery_id: str,
-    event: str,
-    incident_id: str | None,
-    kind: str,
-    payload: Mapping[str, Any],
-    max_attempts: int,
-) -> int | None:
-    """Record a delivery and its job in one transaction; the job id, or None for a
-    redelivery. The webhook's hot path: two Core INSERTs with ON CONFLICT DO NOTHING on the
-    idempotency key, none of the ORM's unit-of-work bookkeeping."""
-    if not delivery_id:
-        raise ValueError("a delivery needs its delivery id (the idempotency key)")
-    insert = _dialect_insert(engine)
-    with engine.begin() as conn:
-        inserted = conn.execute(
-            insert(Delivery.__table__)
-            .values(source=source, delivery_id=delivery_id, event=event,
-                    outcome="enqueued", incident_id=incident_id)
-            .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-            .returning(Delivery.__table__.c.id)
-        ).first()
-        if inserted is None:
-            return None
-        return conn.execute(
-            insert(Job.__table__)
-            .values(kind=kind, incident_id=incident_id, payload=dict(payload),
-                    status="queued", attempts=0, max_attempts=max_attempts)
-            .returning(Job.__table__.c.id)
-        ).scalar_one()
-
-
-def _dialect_insert(engine: Engine):
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 def _delivery_exists(session: Session, source: str, delivery_id: str) -> bool:

@@ -110,9 +110,11 @@ def test_form_encoded_deliveries_are_read_too(env) -> None:
 
 def test_database_down_answers_503_and_writes_nothing(env) -> None:
     from store.db import make_engine
+    from store.intake import Intake
 
     # A real connection failure: nothing listens on port 1.
     env.service.engine = make_engine("postgresql://postgres@127.0.0.1:1/pmguard")
+    env.service.intake = Intake(env.service.engine)
     r = env.github("issues", closed_payload(), delivery="while-down")
     assert r.status_code == 503 and "retry" in r.get_json()["error"]
     assert "Traceback" not in r.get_data(as_text=True)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from connector import github as gh
 from connector import jira as jr
 from connector.signatures import verify_github, verify_jira
-from store import queries
+from store.intake import DeliveryRecord
 from worker.metrics import DELIVERIES
 
 bp = Blueprint("webhooks", __name__)
@@ -119,8 +119,7 @@ def _accept(service, source: str, delivery: str, event: str, parsed) -> Response
         return _error(400, "missing delivery id header")
     kind, payload = job
     try:
-        job_id = queries.accept_delivery(
-            service.engine,
+        job_id = service.intake.accept(DeliveryRecord(
             source=source,
             delivery_id=delivery,
             event=event,
@@ -128,7 +127,7 @@ def _accept(service, source: str, delivery: str, event: str, parsed) -> Response
             kind=kind,
             payload={**payload, "delivery": delivery},
             max_attempts=service.settings.max_attempts,
-        )
+        ))
     except OperationalError:
         log.exception("database unavailable", extra={"delivery": delivery})
         DELIVERIES.labels(source, event, "unavailable").inc()

@@ -57,12 +57,25 @@ class JobRunner:
         self.huey = huey
         self.base_delay = base_delay
         self.task = huey.task(name="pmguard.run_job")(self.run)
+        self.fan_out = huey.task(name="pmguard.fan_out")(self._split)
         huey.periodic_task(_every_minute(), name="pmguard.recover")(self.recover)
 
     def enqueue(self, job_id: int, delay: float | None = None) -> None:
         if delay:
             self.task.schedule((job_id,), delay=delay)
         else:
+            self.task(job_id)
+
+    def enqueue_many(self, job_ids: list[int]) -> None:
+        """Queue several jobs: one message for a batch, which the first worker to take it
+        splits into one message per job so the batch still runs in parallel."""
+        if len(job_ids) == 1:
+            self.task(job_ids[0])
+        elif job_ids:
+            self.fan_out(list(job_ids))
+
+    def _split(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
             self.task(job_id)
 
     def run(self, job_id: int) -> str:

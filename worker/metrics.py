@@ -23,3 +23,8 @@ RATE_LIMIT_WAITS = Counter(
     "Seconds jobs were told to wait by trackers' Retry-After / rate-limit reset",
 )
 FINDINGS = Counter("pmguard_findings_total", "Findings reported, by rule", ["rule"])
+INTAKE_BATCH = Histogram(
+    "pmguard_intake_batch_deliveries",
+    "Deliveries committed together in one transaction by the webhook intake",
+    buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64),
+)

@@ -6,6 +6,7 @@ side runs jobs.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -35,6 +36,7 @@ from settings import Settings
 from store import packs as pack_store
 from store import queries
 from store.db import make_engine, session_factory, session_scope
+from store.intake import Intake
 from worker.check import Outcome, check_incident
 from worker.jobs import JobRunner, make_huey, ref_from_payload, ref_payload
 from worker.trackers import Trackers
@@ -47,6 +49,10 @@ POSTMORTEM_JOB = "postmortem"  # re-check every incident linking a postmortem is
 RECONCILE = "reconcile"
 
 PACK_NAME = pack_store.DEFAULT_NAME  # the published pack the worker runs
+# How long the hand-off thread waits after a committed job for more to join it, so a
+# burst of deliveries becomes one queue message instead of one per delivery.
+HANDOFF_LINGER_SECONDS = 0.02
+HANDOFF_MAX_BATCH = 200
 # How stale a process's view of the active pack may be: a publish reaches every web and
 # worker process within this long, for one indexed query per interval.
 PACK_REFRESH_SECONDS = 5.0
@@ -68,6 +74,7 @@ class Service:
         self.settings = settings
         self.engine = make_engine(settings.database)
         self.sessions = session_factory(self.engine)
+        self.intake = Intake(self.engine)
         self.trackers = trackers or Trackers(settings)
         # An explicit pack (tests, a pack file) is used as given and never replaced by a
         # published one.
@@ -241,19 +248,49 @@ class Service:
         """Hand a committed job to the queue from a background thread.
 
         The job row is the durable record, so the webhook can answer as soon as it is
-        committed; pushing the id onto huey (a second store, a second fsync) happens off the
-        request path. Should the process die first, the recovery sweep enqueues the row.
+        committed; pushing the id onto huey (a second store, a second write) happens off
+        the request path, and a burst of jobs goes as one queue message. Should the
+        process die first, the recovery sweep enqueues the row.
         """
         with self._handoff_lock:
             if self._handoff_pid != os.getpid():  # a fork (gunicorn) has no thread yet
                 self._handoff = queue.SimpleQueue()
                 threading.Thread(target=self._drain, name="pmguard-enqueue", daemon=True).start()
+                atexit.register(self._flush_handoff)
                 self._handoff_pid = os.getpid()
         self._handoff.put(job_id)
 
     def _drain(self) -> None:
         while True:
-            self.enqueue(self._handoff.get())
+            batch = [self._handoff.get()]
+            deadline = time.monotonic() + HANDOFF_LINGER_SECONDS
+            while len(batch) < HANDOFF_MAX_BATCH:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._handoff.get(timeout=remaining))
+                except queue.Empty:
+                    break
+            self.enqueue_many(batch)
+
+    def _flush_handoff(self) -> None:
+        # A graceful stop (gunicorn's SIGTERM) hands over what is still waiting rather
+        # than leaving it to the recovery sweep.
+        batch = []
+        while True:
+            try:
+                batch.append(self._handoff.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            self.enqueue_many(batch)
+
+    def enqueue_many(self, job_ids: list[int]) -> None:
+        try:
+            self.jobs.enqueue_many(job_ids)
+        except Exception:  # the rows are durable; the recovery sweep will enqueue them
+            log.exception("could not enqueue jobs %s; recovery will pick them up", job_ids)
 
     # ---- running -------------------------------------------------------------------------
 
