@@ -98,7 +98,7 @@ class ServiceEnv:
             self.consumer.stop(graceful=True)
         with suppress(Exception):
             self.huey.flush()
-        self.service.engine.dispose()
+        self.service.close()
 
     # ---- deliveries ----------------------------------------------------------------------
 

@@ -211,3 +211,38 @@ def test_processes_writing_one_sqlite_file_lose_nothing(tmp_path) -> None:
         p.join(120)
     assert [queue.get(timeout=5) for _ in procs] == [0, 0, 0]
     assert counts(engine) == (450, 450)
+
+
+def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
+    engine: Engine,
+) -> None:
+    # gunicorn --preload forks workers from a process that built the app.
+    import os
+
+    intake = Intake(engine)
+    assert intake.accept(record("parent-1")) is not None
+    pid = os.fork()
+    if pid == 0:  # the child: write through a connection of its own, then leave at once
+        code = 0
+        try:
+            code = 0 if intake.accept(record("child")) is not None else 1
+        except BaseException:  # noqa: BLE001 - reported through the exit status
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert intake.accept(record("parent-2")) is not None
+    with engine.connect() as conn:
+        assert set(conn.scalars(select(Delivery.delivery_id))) == {
+            "parent-1", "child", "parent-2"}
+
+
+def test_close_gives_the_connection_back_and_the_next_write_opens_another(
+    engine: Engine,
+) -> None:
+    intake = Intake(engine)
+    assert intake.accept(record("one")) is not None
+    intake.close()
+    assert intake._raw is None
+    assert intake.accept(record("two")) is not None
+    assert counts(engine) == (2, 2)

@@ -365,6 +365,11 @@ class Service:
 
         compile_pack(self.pack, get_pipeline())
 
+    def close(self) -> None:
+        """Close the database connections this process holds."""
+        self.intake.close()
+        self.engine.dispose()
+
     def details_url(self, ref: IncidentRef) -> str:
         # "#" would end the path at the browser; quote it so the link needs no script.
         return f"{self.base_url}/incidents/{quote(ref.id, safe=':/')}"
