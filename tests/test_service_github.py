@@ -303,3 +303,24 @@ def test_a_hundred_concurrent_redeliveries_make_one_job_and_one_comment(env) -> 
     with session_scope(env.service.sessions) as session:
         assert len(queries.recent_jobs(session)) == 1
     assert len(our_comments(env.fake, number)) == 1
+
+
+def test_a_burst_of_deliveries_reaches_the_queue_as_one_message_and_all_are_checked(
+    env, monkeypatch
+) -> None:
+    import worker.service as service_module
+
+    # A long linger makes the burst certain to travel together.
+    monkeypatch.setattr(service_module, "HANDOFF_LINGER_SECONDS", 0.5)
+    batches: list[list[int]] = []
+    enqueue_many = env.service.jobs.enqueue_many
+    monkeypatch.setattr(env.service.jobs, "enqueue_many",
+                        lambda ids: (batches.append(list(ids)), enqueue_many(ids)))
+    numbers = [env.fake.add_issue(REPO, f"Outage {i}", "", labels=["incident"])
+               for i in range(5)]
+    for number in numbers:
+        assert close(env, number).status_code == 202
+    for number in numbers:
+        wait_until(lambda n=number: our_comments(env.fake, n), what=f"comment on #{number}")
+    assert sorted(len(b) for b in batches) == [5]
+    assert all(len(our_comments(env.fake, n)) == 1 for n in numbers)
