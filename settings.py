@@ -74,6 +74,10 @@ class Settings:
     log_format: str = "text"  # text | json
     max_attempts: int = 8  # tracker retries before a job is marked failed
     tracker_timeout: int = 15  # seconds per tracker API call; a timeout is retried
+    # The workers reconcile on their own this often (0: never), looking back this far:
+    # GitHub never redelivers a failed webhook, and a missed one would go unchecked.
+    reconcile_every_hours: int = 24
+    reconcile_window_hours: int = 72
     policy: dict = field(default_factory=dict)  # the service-wide postmortem policy
     github: GitHubSettings = field(default_factory=GitHubSettings)
     jira: JiraSettings = field(default_factory=JiraSettings)
@@ -105,6 +109,8 @@ ENV = {
     "PMGUARD_LOG_FORMAT": ("", "log_format"),
     "PMGUARD_MAX_ATTEMPTS": ("", "max_attempts"),
     "PMGUARD_TRACKER_TIMEOUT": ("", "tracker_timeout"),
+    "PMGUARD_RECONCILE_EVERY_HOURS": ("", "reconcile_every_hours"),
+    "PMGUARD_RECONCILE_WINDOW_HOURS": ("", "reconcile_window_hours"),
     "PMGUARD_GITHUB_API_URL": ("github", "api_url"),
     "PMGUARD_GITHUB_WEBHOOK_SECRET": ("github", "webhook_secret"),
     "PMGUARD_GITHUB_TOKEN": ("github", "token"),
@@ -197,6 +203,15 @@ def _build(raw: dict) -> Settings:
     urls = [j.url.rstrip("/") for j in settings.jiras]
     if len(urls) != len(set(urls)):
         raise SettingsError("setting 'jira_sites': each Jira site must have its own url")
+    if settings.reconcile_every_hours < 0:
+        raise SettingsError("setting 'reconcile_every_hours' must be 0 (off) or more")
+    if settings.reconcile_every_hours and \
+            settings.reconcile_window_hours < settings.reconcile_every_hours:
+        raise SettingsError(
+            "setting 'reconcile_window_hours' must be at least 'reconcile_every_hours' "
+            f"({settings.reconcile_every_hours}), or incidents closed between two "
+            "reconciles would never be looked at"
+        )
     for name in ("database_url", "redis_url"):
         value = getattr(settings, name)
         if value and "://" not in value:

@@ -156,6 +156,12 @@ def recent_jobs(session: Session, limit: int = 50) -> list[Job]:
     return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
 
 
+def first_job_at(session: Session) -> datetime | None:
+    """When the store recorded its first job: how far back this service has been
+    watching (the job ids grow with time, so the oldest is the lowest)."""
+    return session.scalar(select(Job.created_at).order_by(Job.id).limit(1))
+
+
 def orphaned_jobs(session: Session) -> list[Job]:
     """Running jobs whose worker process, on this host, is gone (killed, crashed): a
     restarted worker takes them back at once instead of waiting out `pending_jobs`'s age."""

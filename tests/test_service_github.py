@@ -13,6 +13,7 @@ import pytest
 from rules.comment import GITHUB_MARKER
 from store import queries
 from store.db import session_scope
+from store.models import Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
 
@@ -267,6 +268,45 @@ def test_reconcile_checks_incidents_the_webhooks_missed(env) -> None:
     assert env.service.reconcile_project(
         "github", REPO, datetime.now(UTC) - timedelta(days=7)
     ) == []
+
+
+def test_the_workers_reconcile_on_their_own_once_per_interval(env) -> None:
+    # The service has seen one incident: it watches from there on.
+    seen = env.fake.add_issue(REPO, "Seen", "", labels=["incident"])
+    assert close(env, seen).status_code == 202
+    wait_until(lambda: our_comments(env.fake, seen))
+    missed = env.fake.add_issue(REPO, "Missed", "", labels=["incident"])
+    env.fake.close_issue(REPO, missed)  # closed, and its delivery never arrived
+    [job_id] = env.service.schedule_reconcile()
+    wait_until(lambda: our_comments(env.fake, missed), what="the reconciled incident's comment")
+    assert env.service.schedule_reconcile() == []  # not due again for a day
+    with session_scope(env.service.sessions) as session:
+        job = session.get(Job, job_id)
+        wait_until(lambda: session.refresh(job) or job.status == "done")
+        assert job.kind == "reconcile" and job.payload["project"] is None
+    assert len(our_comments(env.fake, seen)) == 1  # checked already: left alone
+
+
+def test_a_scheduled_reconcile_starts_no_earlier_than_the_first_job(env) -> None:
+    # Nothing recorded yet: a new installation leaves older incidents alone.
+    old = env.fake.add_issue(REPO, "Before install", "", labels=["incident"])
+    env.fake.close_issue(REPO, old)
+    assert env.service.schedule_reconcile() == []
+    with session_scope(env.service.sessions) as session:
+        assert queries.recent_jobs(session) == []
+
+
+def test_concurrent_schedulers_queue_one_reconcile(env) -> None:
+    with session_scope(env.service.sessions) as session:
+        queries.create_job(session, "check", None, {}, 1)  # the service has been running
+    results: list[list[int]] = []
+    threads = [threading.Thread(target=lambda: results.append(env.service.schedule_reconcile()))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r) for r in results) == [0, 0, 0, 0, 0, 1]
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

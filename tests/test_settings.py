@@ -90,3 +90,15 @@ def test_the_sample_configuration_loads(tmp_path: Path) -> None:
     s = load_settings(config, env={})
     assert s.github.app_id == 123456 and s.jira.configured and s.workers == 4
     assert policy_from_mapping(s.policy, "sample").severities == ("sev1", "sev2")
+
+
+def test_scheduled_reconcile_settings() -> None:
+    defaults = load_settings(env={})
+    assert (defaults.reconcile_every_hours, defaults.reconcile_window_hours) == (24, 72)
+    off = load_settings(env={"PMGUARD_RECONCILE_EVERY_HOURS": "0"})
+    assert off.reconcile_every_hours == 0
+    with pytest.raises(SettingsError, match="reconcile_window_hours.*at least"):
+        load_settings(env={"PMGUARD_RECONCILE_EVERY_HOURS": "48",
+                           "PMGUARD_RECONCILE_WINDOW_HOURS": "24"})
+    with pytest.raises(SettingsError, match="reconcile_every_hours"):
+        load_settings(env={"PMGUARD_RECONCILE_EVERY_HOURS": "-1"})

@@ -59,12 +59,21 @@ class JobRunner:
         self.task = huey.task(name="pmguard.run_job")(self.run)
         self.fan_out = huey.task(name="pmguard.fan_out")(self._split)
         huey.periodic_task(_every_minute(), name="pmguard.recover")(self.recover)
+        huey.periodic_task(_every_minute(), name="pmguard.schedule_reconcile")(
+            self.schedule_reconcile)
 
     def enqueue(self, job_id: int, delay: float | None = None) -> None:
         if delay:
             self.task.schedule((job_id,), delay=delay)
         else:
             self.task(job_id)
+
+    def schedule_reconcile(self) -> int:
+        try:
+            return len(self.service.schedule_reconcile())
+        except Exception:  # a tracker or database hiccup: the next minute tries again
+            log.exception("could not schedule the periodic reconcile")
+            return 0
 
     def enqueue_many(self, job_ids: list[int]) -> None:
         """Queue several jobs: one message for a batch, which the first worker to take it
@@ -85,7 +94,7 @@ class JobRunner:
             if job is None:
                 return "gone"  # finished or retried elsewhere already
             kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
-        ref = ref_from_payload(payload) if "tracker" in payload else None
+        ref = ref_from_payload(payload) if "key" in payload else None
         started = time.perf_counter()
         try:
             return self._run(job_id, kind, payload, attempt, ref)

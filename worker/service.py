@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,8 +33,8 @@ from rules.incident_policy import IncidentPolicy, policy_from_mapping
 from rules.schema import PackError, RulePack, load_pack
 from rules.versions import pack_from_version
 from settings import Settings
+from store import locks, queries
 from store import packs as pack_store
-from store import queries
 from store.db import make_engine, session_factory, session_scope
 from store.intake import Intake
 from worker.check import Outcome, check_incident
@@ -47,6 +47,7 @@ CHECK = "check"  # check one incident
 RECHECK_JOB = "recheck"  # check one incident if the person asking may
 POSTMORTEM_JOB = "postmortem"  # re-check every incident linking a postmortem issue
 RECONCILE = "reconcile"
+RECONCILE_SCHEDULE = "schedule:reconcile"  # the lease that spaces scheduled reconciles
 
 PACK_NAME = pack_store.DEFAULT_NAME  # the published pack the worker runs
 # How long the hand-off thread waits after a committed job for more to join it, so a
@@ -231,7 +232,7 @@ class Service:
 
     def create_job(self, session, kind: str, payload: dict) -> int:
         incident_id = IncidentRef(**{k: payload[k] for k in ("tracker", "site", "project", "key")}
-                                  ).id if "tracker" in payload else None
+                                  ).id if "key" in payload else None
         job = queries.create_job(
             session, kind, incident_id, payload, self.settings.max_attempts
         )
@@ -311,9 +312,13 @@ class Service:
         if kind == POSTMORTEM_JOB:
             return self._postmortem_edited(ref_from_payload(payload))
         if kind == RECONCILE:
-            return str(len(self.reconcile_project(payload["tracker"], payload["project"],
-                                                  datetime.fromisoformat(payload["since"]),
-                                                  payload.get("site"))))
+            since = datetime.fromisoformat(payload["since"])
+            tracker, site = payload["tracker"], payload.get("site")
+            # No project: every project the site's credentials reach (the schedule's job).
+            projects = ([payload["project"]] if payload.get("project")
+                        else self.projects(tracker, site))
+            return str(sum(len(self.reconcile_project(tracker, project, since, site))
+                           for project in projects))
         raise ValueError(f"unknown job kind {kind!r}")
 
     def _postmortem_edited(self, pm_ref: IncidentRef) -> str:
@@ -347,6 +352,41 @@ class Service:
             self.enqueue(job_id)
             missed.append(ref.id)
         return missed
+
+    def schedule_reconcile(self) -> list[int]:
+        """Queue a reconcile of every tracker site when one is due; the job ids.
+
+        Every worker process calls this each minute; a lease in the database that lasts
+        `reconcile_every_hours` lets exactly one of them through per interval. The look
+        back is `reconcile_window_hours`, but never before the store's first job: a new
+        installation does not comment on incidents closed before it was set up.
+        """
+        every = self.settings.reconcile_every_hours
+        if not every:
+            return []
+        owner = f"schedule:{locks.new_owner()}"  # not a process: a restart keeps the lease
+        if not locks.acquire(self.engine, RECONCILE_SCHEDULE, owner, timedelta(hours=every)):
+            return []
+        targets = [(name, site) for name in (GITHUB, "jira")
+                   for site in self.trackers.sites(name)]
+        with session_scope(self.sessions) as session:
+            first = queries.first_job_at(session)
+            if first is None or not targets:
+                return []
+            since = max(first, self.now() - timedelta(hours=self.settings.reconcile_window_hours))
+            jobs = [
+                queries.create_job(session, RECONCILE, None,
+                                   {"tracker": name, "site": site, "project": None,
+                                    "since": since.isoformat()},
+                                   self.settings.max_attempts)
+                for name, site in targets
+            ]
+            session.flush()
+            ids = [job.id for job in jobs]
+        self.enqueue_many(ids)
+        log.info("scheduled reconcile of %d tracker site(s) since %s", len(ids),
+                 since.isoformat())
+        return ids
 
     def projects(self, tracker_name: str, site: str | None = None) -> list[str]:
         if tracker_name == GITHUB:
