@@ -77,6 +77,10 @@ class Settings:
     # The workers reconcile on their own this often (0: never), looking back this far:
     # GitHub never redelivers a failed webhook, and a missed one would go unchecked.
     reconcile_every_hours: int = 24
+    # What a 202 promises: "power-cut" (fsynced before the answer) or "process-crash"
+    # (survives a killed process, not a power cut or kernel crash; several times cheaper
+    # per delivery, and the scheduled reconcile finds an incident whose delivery was lost).
+    intake_durability: str = "power-cut"
     reconcile_window_hours: int = 72
     policy: dict = field(default_factory=dict)  # the service-wide postmortem policy
     github: GitHubSettings = field(default_factory=GitHubSettings)
@@ -110,6 +114,7 @@ ENV = {
     "PMGUARD_MAX_ATTEMPTS": ("", "max_attempts"),
     "PMGUARD_TRACKER_TIMEOUT": ("", "tracker_timeout"),
     "PMGUARD_RECONCILE_EVERY_HOURS": ("", "reconcile_every_hours"),
+    "PMGUARD_INTAKE_DURABILITY": ("", "intake_durability"),
     "PMGUARD_RECONCILE_WINDOW_HOURS": ("", "reconcile_window_hours"),
     "PMGUARD_GITHUB_API_URL": ("github", "api_url"),
     "PMGUARD_GITHUB_WEBHOOK_SECRET": ("github", "webhook_secret"),
@@ -203,6 +208,9 @@ def _build(raw: dict) -> Settings:
     urls = [j.url.rstrip("/") for j in settings.jiras]
     if len(urls) != len(set(urls)):
         raise SettingsError("setting 'jira_sites': each Jira site must have its own url")
+    if settings.intake_durability not in ("power-cut", "process-crash"):
+        raise SettingsError(
+            "setting 'intake_durability' must be 'power-cut' or 'process-crash'")
     if settings.reconcile_every_hours < 0:
         raise SettingsError("setting 'reconcile_every_hours' must be 0 (off) or more")
     if settings.reconcile_every_hours and \

@@ -40,6 +40,8 @@ from worker.metrics import INTAKE_BATCH
 
 _INHERITED: list[Any] = []  # connections a forked child got from its parent; never used
 
+POWER_CUT = "power-cut"  # fsynced before the 202
+PROCESS_CRASH = "process-crash"  # on its way to the disk, safe from a killed process
 MAX_BATCH = 64  # deliveries per transaction at most: bounds one commit's latency
 
 _deliveries = Delivery.__table__
@@ -216,9 +218,14 @@ class _WriterLock:
 class Intake:
     """Records relevant deliveries and their jobs, grouping concurrent ones per commit."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = MAX_BATCH, durability: str = POWER_CUT,
+    ) -> None:
+        if durability not in (POWER_CUT, PROCESS_CRASH):
+            raise ValueError(f"durability must be {POWER_CUT!r} or {PROCESS_CRASH!r}")
         self.engine = engine
         self.max_batch = max_batch
+        self.durability = durability
         self._statements = _Statements(engine)
         self._file_lock = _WriterLock(engine)
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
@@ -321,10 +328,18 @@ class Intake:
         # One connection per process: only the thread holding the write lock uses it.
         if self._raw is None:
             raw = self.engine.raw_connection()
+            driver = raw.driver_connection
             if self._statements.postgresql:
                 # Autocommit: a single delivery is one statement and one round trip; a
                 # batch brackets its statements with BEGIN and COMMIT itself.
-                raw.driver_connection.autocommit = True
+                driver.autocommit = True
+                if self.durability == PROCESS_CRASH:
+                    # The commit returns before the WAL reaches the disk; the server
+                    # flushes it within a few hundred milliseconds.
+                    driver.execute("SET synchronous_commit TO off")
+            elif self.durability == PROCESS_CRASH:
+                # WAL without an fsync per commit: what a killed process wrote is kept.
+                driver.execute("PRAGMA synchronous=NORMAL")
             self._raw = raw
         return self._raw
 

@@ -251,3 +251,35 @@ def test_close_gives_the_connection_back_and_the_next_write_opens_another(
     assert intake._raw is None
     assert intake.accept(record("two")) is not None
     assert counts(engine) == (2, 2)
+
+
+def _durability_setting(intake: Intake) -> str:
+    driver = intake._raw.driver_connection
+    if intake.engine.dialect.name == "postgresql":
+        return driver.execute("SHOW synchronous_commit").fetchone()[0]
+    return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+        driver.execute("PRAGMA synchronous").fetchone()[0]]
+
+
+def test_by_default_a_delivery_is_fsynced_before_it_is_answered(engine: Engine) -> None:
+    intake = Intake(engine)
+    intake.accept(record("d-1"))
+    assert _durability_setting(intake) in ("on", "FULL")
+
+
+def test_process_crash_durability_skips_the_fsync_on_the_intakes_connection_only(
+    engine: Engine,
+) -> None:
+    intake = Intake(engine, durability="process-crash")
+    assert intake.accept(record("d-1")) is not None
+    assert _durability_setting(intake) in ("off", "NORMAL")
+    with engine.connect() as conn:  # every other connection keeps full durability
+        setting = conn.exec_driver_sql(
+            "SHOW synchronous_commit" if engine.dialect.name == "postgresql"
+            else "PRAGMA synchronous").scalar()
+        assert setting in ("on", 2)
+
+
+def test_an_unknown_durability_is_refused(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="power-cut"):
+        Intake(engine, durability="sometimes")

@@ -102,3 +102,11 @@ def test_scheduled_reconcile_settings() -> None:
                            "PMGUARD_RECONCILE_WINDOW_HOURS": "24"})
     with pytest.raises(SettingsError, match="reconcile_every_hours"):
         load_settings(env={"PMGUARD_RECONCILE_EVERY_HOURS": "-1"})
+
+
+def test_intake_durability_setting() -> None:
+    assert load_settings(env={}).intake_durability == "power-cut"
+    assert load_settings(env={"PMGUARD_INTAKE_DURABILITY": "process-crash"}
+                         ).intake_durability == "process-crash"
+    with pytest.raises(SettingsError, match="intake_durability"):
+        load_settings(env={"PMGUARD_INTAKE_DURABILITY": "fast"})

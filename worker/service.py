@@ -75,7 +75,7 @@ class Service:
         self.settings = settings
         self.engine = make_engine(settings.database)
         self.sessions = session_factory(self.engine)
-        self.intake = Intake(self.engine)
+        self.intake = Intake(self.engine, durability=settings.intake_durability)
         self.trackers = trackers or Trackers(settings)
         # An explicit pack (tests, a pack file) is used as given and never replaced by a
         # published one.
