@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
 import threading
 import time
@@ -222,7 +223,6 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(
     engine: Engine,
 ) -> None:
     # gunicorn --preload forks workers from a process that built the app.
-    import os
 
     intake = Intake(engine)
     assert intake.accept(record("parent-1")) is not None
@@ -283,3 +283,36 @@ def test_process_crash_durability_skips_the_fsync_on_the_intakes_connection_only
 def test_an_unknown_durability_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="power-cut"):
         Intake(engine, durability="sometimes")
+
+
+def test_process_crash_durability_on_sqlite_fsyncs_the_wal_soon_after_a_commit(
+    tmp_path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pmguard.db'}")
+    Base.metadata.create_all(engine)
+    intake = Intake(engine, durability="process-crash")
+    intake.accept(record("d-1"))
+    flusher = intake._flusher
+    deadline = time.monotonic() + 5
+    while flusher.flushes == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flusher.flushes >= 1
+    # Quiet: no commit, no fsync.
+    before = flusher.flushes
+    time.sleep(0.2)
+    assert flusher.flushes == before
+    # The WAL may be removed and made anew when every connection closes: still synced.
+    intake.close()
+    engine.dispose()
+    intake.accept(record("d-2"))
+    deadline = time.monotonic() + 5
+    while flusher.flushes == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flusher.flushes > before
+    assert os.fstat(flusher._fd).st_nlink == 1
+
+
+def test_full_durability_and_postgresql_need_no_flusher(engine: Engine) -> None:
+    assert Intake(engine)._flusher is None
+    if engine.dialect.name == "postgresql":  # the server's WAL writer bounds the loss
+        assert Intake(engine, durability="process-crash")._flusher is None
