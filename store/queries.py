@@ -50,6 +50,7 @@ __all__ = [
     "create_job",
     "decide_finding",
     "checked_since",
+    "check_pending",
     "decisions_for",
     "dismissed_fingerprints",
     "fail_job",
@@ -282,6 +283,14 @@ def checked_since(session: Session, incident_id: str, since: datetime) -> bool:
     query = select(Incident.last_checked_at).where(Incident.id == incident_id)
     checked = session.scalar(query)
     return checked is not None and checked >= since
+
+
+def check_pending(session: Session, incident_id: str) -> bool:
+    """Whether a job for the incident is queued or running (reconcile leaves it be)."""
+    query = select(Job.id).where(
+        Job.incident_id == incident_id, Job.status.in_(("queued", "running"))
+    ).limit(1)
+    return session.scalar(query) is not None
 
 
 def incidents_by_postmortem_locator(session: Session, ref: IncidentRef) -> list[Incident]:

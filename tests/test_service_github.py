@@ -270,6 +270,18 @@ def test_reconcile_checks_incidents_the_webhooks_missed(env) -> None:
     ) == []
 
 
+def test_reconcile_leaves_an_incident_whose_check_is_already_queued(env) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    env.fake.close_issue(REPO, number)
+    ref_id = f"github:{env.fake.url}:{REPO}#{number}"
+    with session_scope(env.service.sessions) as session:  # delivered, not yet run
+        queries.create_job(session, "check", ref_id, {}, 1)
+    since = datetime.now(UTC) - timedelta(days=7)
+    assert env.service.reconcile_project("github", REPO, since) == []
+
+
 def test_the_workers_reconcile_on_their_own_once_per_interval(env) -> None:
     # The service has seen one incident: it watches from there on.
     seen = env.fake.add_issue(REPO, "Seen", "", labels=["incident"])

@@ -345,7 +345,8 @@ class Service:
         missed = []
         for ref in tracker.recently_closed(project, since):
             with session_scope(self.sessions) as session:
-                if queries.checked_since(session, ref.id, since):
+                if queries.checked_since(session, ref.id, since) or \
+                        queries.check_pending(session, ref.id):
                     continue
                 job_id = self.create_job(session, CHECK, {**ref_payload(ref),
                                                           "reason": "reconcile"})
