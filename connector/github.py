@@ -243,7 +243,7 @@ class GitHubTracker:
             )
             linked = tuple(
                 PostmortemRef("issue", f"{project}#{src.number}", src.html_url)
-                for project, src in self._cross_references(issue)
+                for project, src in (*self._cross_references(issue), *self._sub_issues(issue))
                 if self._is_postmortem(src)
             )
             return Incident(
@@ -379,6 +379,9 @@ class GitHubTracker:
                 IncidentRef(GITHUB, self.site, project, str(src.number))
                 for project, src in self._cross_references(issue)
             ]
+            parent = _issue_url_ref(issue.raw_data.get("parent_issue_url") or "")
+            if parent is not None:  # a postmortem kept as a sub-issue of its incident
+                refs.append(IncidentRef(GITHUB, self.site, *parent))
             return [r for r in dict.fromkeys(refs) if r != postmortem]
 
     def repo_config(self, project: str, path: str = CONFIG_PATH) -> str | None:
@@ -423,6 +426,22 @@ class GitHubTracker:
             project = _project_of(src)
             if project and not _is_pull_request(src):
                 yield project, src
+
+    def _sub_issues(self, issue: Issue) -> Iterator[tuple[str, Issue]]:
+        """(project, sub-issue) for each sub-issue of this one."""
+        # The issue's own JSON counts them: no request for the many that have none, and
+        # none on a GitHub Enterprise version that predates sub-issues (no summary).
+        summary = issue.raw_data.get("sub_issues_summary") or {}
+        if not summary.get("total"):
+            return
+        try:
+            for sub in issue.get_sub_issues():
+                project = _project_of(sub)
+                if project:
+                    yield project, sub
+        except GithubException as exc:
+            if exc.status != 404:
+                raise
 
     def _is_postmortem(self, issue: Issue) -> bool:
         wanted = self.postmortem_label.lower()
@@ -517,6 +536,15 @@ def _is_pull_request(issue: Issue) -> bool:
     # Reading `issue.pull_request` on a plain issue would fetch the issue again (the key is
     # absent, so PyGithub completes the object); the web URL says the same for free.
     return "/pull/" in (issue.html_url or "")
+
+
+def _issue_url_ref(url: str) -> tuple[str, str] | None:
+    """("owner/repo", number) from an API issue URL (…/repos/owner/repo/issues/12)."""
+    parts = url.rstrip("/").split("/")
+    if len(parts) >= 5 and parts[-5] == "repos" and parts[-2] == "issues" \
+            and parts[-1].isdigit():
+        return f"{parts[-4]}/{parts[-3]}", parts[-1]
+    return None
 
 
 def _project_of(issue: Issue) -> str:

@@ -64,6 +64,8 @@ class _Issue:
     comment_ids: list[int] = field(default_factory=list)
     # (event, actor, when, extra): rendered live on GET .../timeline
     events: list[tuple[str, str, datetime, Any]] = field(default_factory=list)
+    sub_issues: list[tuple[str, int]] = field(default_factory=list)  # (repo lower, number)
+    parent: tuple[str, int] | None = None
 
 
 @dataclass
@@ -220,6 +222,18 @@ class FakeGitHub(LocalServer):
             self._issue(to_repo, to_number).events.append(
                 ("cross-referenced", actor, _now(), (from_repo.lower(), from_number))
             )
+
+    def add_sub_issue(
+        self, parent_repo: str, parent_number: int, child_repo: str, child_number: int
+    ) -> None:
+        """Make child a sub-issue of parent (GitHub allows one parent per issue)."""
+        with self._lock:
+            parent = self._issue(parent_repo, parent_number)
+            child = self._issue(child_repo, child_number)
+            if child.parent is not None:
+                raise ValueError(f"{child_repo}#{child_number} already has a parent")
+            parent.sub_issues.append((child_repo.lower(), child_number))
+            child.parent = (parent_repo.lower(), parent_number)
 
     def set_permission(self, repo: str, user: str, permission: str) -> None:
         with self._lock:
@@ -444,7 +458,7 @@ class FakeGitHub(LocalServer):
             "author_association": self._association(repo, issue.user),
             "type": None,
             "active_lock_reason": None,
-            "sub_issues_summary": {"total": 0, "completed": 0, "percent_completed": 0},
+            "sub_issues_summary": self._sub_issues_summary(issue),
             "issue_dependencies_summary": {
                 "blocked_by": 0,
                 "total_blocked_by": 0,
@@ -458,6 +472,9 @@ class FakeGitHub(LocalServer):
             "performed_via_github_app": None,
             "state_reason": issue.state_reason,
         }
+        if issue.parent is not None:
+            parent_repo = self._repo(issue.parent[0]).full_name
+            data["parent_issue_url"] = f"{self.url}/repos/{parent_repo}/issues/{issue.parent[1]}"
         if issue.pull_request:  # how the issues API marks pull requests
             pulls = f"{api}/pulls/{issue.number}"
             data["draft"] = False
@@ -469,6 +486,12 @@ class FakeGitHub(LocalServer):
                 "merged_at": None,
             }
         return data
+
+    def _sub_issues_summary(self, issue: _Issue) -> dict:
+        subs = [self._issue(repo, number) for repo, number in issue.sub_issues]
+        done = sum(1 for sub in subs if sub.state == "closed")
+        return {"total": len(subs), "completed": done,
+                "percent_completed": done * 100 // len(subs) if subs else 0}
 
     def _comment_json(self, c: _Comment) -> dict:
         repo = self._repo(c.repo)
@@ -965,6 +988,14 @@ class FakeGitHub(LocalServer):
                 repo, issue = fake._visible_issue(owner, name, number)
                 events = [fake._event_json(repo, issue, e) for e in issue.events]
                 return fake._page([e for e in events if e is not None])
+
+        @route("/repos/<owner>/<name>/issues/<int:number>/sub_issues")
+        def sub_issues(owner: str, name: str, number: int) -> Response:
+            with fake._lock:
+                fake._require("user", "installation")
+                _repo, issue = fake._visible_issue(owner, name, number)
+                subs = [(fake._repo(r), fake._issue(r, n)) for r, n in issue.sub_issues]
+                return fake._page([fake._issue_json(r, i) for r, i in subs])
 
         @route("/repos/<owner>/<name>/contents/", defaults={"path": ""})
         @route("/repos/<owner>/<name>/contents/<path:path>")

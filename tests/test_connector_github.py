@@ -376,6 +376,39 @@ def test_incidents_linking_a_postmortem(gh: FakeGitHub) -> None:
     assert refs == [ref_for(gh, a), ref_for(gh, b, "acme/api")]
 
 
+def test_a_postmortem_kept_as_a_sub_issue_is_linked(gh: FakeGitHub) -> None:
+    n = gh.add_issue(REPO, "Down", state="closed", labels=["incident"])
+    gh.add_repo("acme/postmortems")
+    pm = gh.add_issue("acme/postmortems", "PM: checkout", "text", labels=["postmortem"])
+    task = gh.add_issue(REPO, "Raise the pool size", "", labels=["follow-up"])
+    gh.add_sub_issue(REPO, n, "acme/postmortems", pm)
+    gh.add_sub_issue(REPO, n, REPO, task)
+    linked = make_tracker(gh).fetch_incident(ref_for(gh, n)).linked
+    assert [r.locator for r in linked] == [f"acme/postmortems#{pm}"]
+
+
+def test_an_incident_without_sub_issues_costs_no_sub_issue_request(gh: FakeGitHub) -> None:
+    n = gh.add_issue(REPO, "Down", state="closed", labels=["incident"])
+    make_tracker(gh).fetch_incident(ref_for(gh, n))
+    assert not gh.calls("GET", r"/sub_issues")
+
+
+def test_a_github_without_sub_issues_still_reads_the_incident(gh: FakeGitHub) -> None:
+    n = gh.add_issue(REPO, "Down", state="closed", labels=["incident"])
+    pm = gh.add_issue(REPO, "PM", "text", labels=["postmortem"])
+    gh.add_sub_issue(REPO, n, REPO, pm)
+    gh.fail("GET", rf"/issues/{n}/sub_issues", 404, times=None)  # an older Enterprise
+    incident = make_tracker(gh).fetch_incident(ref_for(gh, n))
+    assert incident.linked == ()
+
+
+def test_the_incident_a_sub_issue_postmortem_belongs_to_is_linking_it(gh: FakeGitHub) -> None:
+    n = gh.add_issue(REPO, "Down", state="closed", labels=["incident"])
+    pm = gh.add_issue(REPO, "PM", "text", labels=["postmortem"])
+    gh.add_sub_issue(REPO, n, REPO, pm)
+    assert make_tracker(gh).incidents_linking(ref_for(gh, pm)) == [ref_for(gh, n)]
+
+
 # ---- postmortems in issues and files ----------------------------------------------------
 
 

@@ -119,6 +119,16 @@ def test_blaming_postmortem_is_flagged_with_systems_questions(env) -> None:
         }
 
 
+def test_a_postmortem_kept_as_a_sub_issue_is_read_and_checked(env) -> None:
+    number = env.fake.add_issue(REPO, "Checkout down", "", labels=["incident"])
+    pm = env.fake.add_issue(REPO, "Postmortem", BLAME_PM, labels=["postmortem"])
+    env.fake.add_sub_issue(REPO, number, REPO, pm)
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    assert "running the migration" in comment["body"]
+    wait_until(lambda: "postmortem:needs-review" in env.fake.labels(REPO, number))
+
+
 def test_redelivery_is_a_no_op(env) -> None:
     number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
     assert close(env, number, delivery="d-1").status_code == 202
