@@ -11,21 +11,15 @@ This is the one write on the request path, so it is built for throughput:
   and commits once; the others find their result ready. Under a single-threaded worker a
   batch is one delivery and nothing changes; under threaded workers the commit and its
   fsync are shared.
-- On SQLite, writers in different processes queue on an advisory file lock before
-  `BEGIN IMMEDIATE`. SQLite's own busy handler polls with sleeps of 1 to 100 ms, so two
-  web processes contending for the write lock would sleep far longer than a commit
-  takes (p99 25-27 ms against 15-17 ms with the lock, bench/webhooks.py); a blocked
-  `flock` wakes as soon as the holder releases it.
+- On SQLite, writers in different processes queue on a file lock before
+  `BEGIN IMMEDIATE` (`store.sqlite_files.WriterLock`): p99 15-17 ms against 25-27 ms
+  with SQLite's sleeping busy handler alone (bench/webhooks.py).
 """
 
 from __future__ import annotations
 
-import atexit
-import fcntl
-import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Mapping
 from contextlib import suppress
@@ -34,14 +28,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, String, bindparam, literal, select
+from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from store.models import Delivery, Job
-from store.types import UTCDateTime, utcnow
+from store.intake_sql import Statements, params_for
+from store.sqlite_files import WalFlusher, WriterLock
 from worker.metrics import INTAKE_BATCH
-
-log = logging.getLogger("pmguard.intake")
 
 _INHERITED: list[Any] = []  # connections a forked child got from its parent; never used
 
@@ -50,10 +42,6 @@ PROCESS_CRASH = "process-crash"  # on its way to the disk, safe from a killed pr
 # Under process-crash durability on SQLite, how soon after a commit the WAL is fsynced.
 WAL_FLUSH_SECONDS = 0.05
 MAX_BATCH = 64  # deliveries per transaction at most: bounds one commit's latency
-
-_deliveries = Delivery.__table__
-_jobs = Job.__table__
-
 
 @dataclass(frozen=True)
 class DeliveryRecord:
@@ -76,199 +64,6 @@ class _Slot:
     error: BaseException | None = None
 
 
-def _params(record: DeliveryRecord) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "source": record.source, "delivery_id": record.delivery_id, "event": record.event,
-        "incident_id": record.incident_id, "kind": record.kind,
-        "payload": dict(record.payload), "max_attempts": record.max_attempts, "now": now,
-    }
-
-
-def _delivery_values() -> dict[str, Any]:
-    return {
-        "source": bindparam("source", type_=String),
-        "delivery_id": bindparam("delivery_id", type_=String),
-        "event": bindparam("event", type_=String),
-        "outcome": "enqueued",
-        "incident_id": bindparam("incident_id", type_=String),
-        "received_at": bindparam("now", type_=UTCDateTime),
-    }
-
-
-def _job_values() -> dict[str, Any]:
-    return {
-        "kind": bindparam("kind", type_=String),
-        "incident_id": bindparam("incident_id", type_=String),
-        "payload": bindparam("payload", type_=_jobs.c.payload.type),
-        "status": literal("queued"),
-        "attempts": literal(0),
-        "max_attempts": bindparam("max_attempts", type_=Integer),
-        "created_at": bindparam("now", type_=UTCDateTime),
-        "updated_at": bindparam("now", type_=UTCDateTime),
-    }
-
-
-class _Compiled:
-    """One statement compiled once for a dialect, run on a DBAPI cursor.
-
-    The webhook path skips SQLAlchemy's per-execution machinery (connection wrapper,
-    events, result objects): at a few hundred microseconds a delivery it cost as much as
-    the commit. SQLAlchemy still writes the SQL and converts the typed values, through the
-    types' own bind processors, so rows are stored exactly as the ORM stores them.
-    """
-
-    def __init__(self, statement, dialect, typed: dict[str, Any]) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if dialect.positional else None
-        # Values bound by the statement itself (the literals), kept; ours are per call.
-        every = compiled.construct_params(dict.fromkeys(typed))
-        self.fixed = {k: v for k, v in every.items() if k not in typed}
-        self.processors = {
-            # The dialect's own variant of each type (PostgreSQL's JSON wraps for psycopg).
-            name: type_.dialect_impl(dialect).bind_processor(dialect)
-            for name, type_ in typed.items()
-        }
-
-    def params(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
-        bound = dict(self.fixed)
-        for name, process in self.processors.items():
-            value = values[name]
-            bound[name] = process(value) if process is not None else value
-        if self.order is None:
-            return bound
-        return [bound[name] for name in self.order]
-
-
-class _Statements:
-    """The insert statements for one dialect, compiled once."""
-
-    def __init__(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        self.postgresql = dialect.name == "postgresql"
-        if self.postgresql:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        typed = {
-            "source": String(), "delivery_id": String(), "event": String(),
-            "incident_id": String(), "kind": String(), "payload": _jobs.c.payload.type,
-            "max_attempts": Integer(), "now": UTCDateTime(),
-        }
-        delivery = (
-            insert(_deliveries)
-            .values(**_delivery_values())
-            .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
-            .returning(_deliveries.c.id)
-        )
-        if self.postgresql:
-            # One statement: the job row is selected from the delivery insert's RETURNING,
-            # so a redelivery (no row returned) inserts no job.
-            inserted = delivery.cte("inserted_delivery")
-            values = _job_values()
-            both = (
-                insert(_jobs)
-                .from_select(list(values), select(*values.values()).select_from(inserted))
-                .returning(_jobs.c.id)
-            )
-            self.both = _Compiled(both, dialect, typed)
-        else:
-            self.delivery = _Compiled(delivery, dialect, {
-                k: typed[k] for k in ("source", "delivery_id", "event", "incident_id", "now")})
-            self.job = _Compiled(
-                insert(_jobs).values(**_job_values()).returning(_jobs.c.id), dialect,
-                {k: typed[k] for k in ("kind", "incident_id", "payload", "max_attempts",
-                                       "now")})
-
-    def write(self, cursor, values: dict[str, Any]) -> int | None:
-        if self.postgresql:
-            cursor.execute(self.both.sql, self.both.params(values))
-            row = cursor.fetchone()
-            return None if row is None else row[0]
-        cursor.execute(self.delivery.sql, self.delivery.params(values))
-        if cursor.fetchone() is None:
-            return None
-        cursor.execute(self.job.sql, self.job.params(values))
-        return cursor.fetchone()[0]
-
-
-class _WriterLock:
-    """An advisory lock shared by every process writing one SQLite file (see the module
-    docstring); a no-op for other databases and for in-memory SQLite."""
-
-    def __init__(self, engine: Engine) -> None:
-        database = engine.url.database or ""
-        self.path: Path | None = None
-        if engine.dialect.name == "sqlite" and database not in ("", ":memory:") \
-                and not database.startswith("file:"):
-            self.path = Path(database).expanduser().resolve().with_name(
-                Path(database).name + ".intake-lock")
-        self._fd: int | None = None
-        self._pid = 0
-
-    def __enter__(self) -> None:
-        if self.path is None:
-            return
-        if self._fd is None or self._pid != os.getpid():
-            # A forked child must not share the parent's open file description: flock
-            # locks belong to it, so parent and child would never exclude each other.
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.path is not None and self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-
-class _WalFlusher:
-    """Process-crash durability on SQLite: the WAL is fsynced from a background thread
-    within `interval` of a commit, so a power cut loses at most that much of what was
-    answered 202 (PostgreSQL's WAL writer gives synchronous_commit=off the same bound)."""
-
-    def __init__(self, wal_path: Path, interval: float) -> None:
-        self.path = wal_path
-        self.interval = interval
-        self.flushes = 0
-        self._dirty = threading.Event()
-        self._fd: int | None = None
-        self._pid = 0
-
-    def committed(self) -> None:
-        if self._pid != os.getpid():  # first commit in this process (or after a fork)
-            self._pid = os.getpid()
-            self._dirty = threading.Event()
-            self._fd = None
-            threading.Thread(target=self._run, name="pmguard-wal-flush", daemon=True).start()
-            atexit.register(self.flush)
-        self._dirty.set()
-
-    def _run(self) -> None:
-        while True:
-            self._dirty.wait()
-            time.sleep(self.interval)
-            # Cleared before the fsync: a commit landing during it sets it again.
-            self._dirty.clear()
-            self.flush()
-
-    def flush(self) -> None:
-        try:
-            if self._fd is None or os.fstat(self._fd).st_nlink == 0:
-                # The WAL is deleted when its last connection closes; a new one is a new
-                # file.
-                if self._fd is not None:
-                    os.close(self._fd)
-                    self._fd = None
-                if not self.path.exists():
-                    return  # checkpointed into the database and removed: nothing to sync
-                self._fd = os.open(self.path, os.O_RDONLY)
-            os.fdatasync(self._fd)
-            self.flushes += 1
-        except OSError:
-            log.exception("could not fsync %s; the next commit tries again", self.path)
-
-
 class Intake:
     """Records relevant deliveries and their jobs, grouping concurrent ones per commit."""
 
@@ -280,14 +75,14 @@ class Intake:
         self.engine = engine
         self.max_batch = max_batch
         self.durability = durability
-        self._flusher: _WalFlusher | None = None
+        self._flusher: WalFlusher | None = None
         database = engine.url.database or ""
         if durability == PROCESS_CRASH and engine.dialect.name == "sqlite" \
                 and database not in ("", ":memory:") and not database.startswith("file:"):
             wal = Path(database).expanduser().resolve()
-            self._flusher = _WalFlusher(wal.with_name(wal.name + "-wal"), WAL_FLUSH_SECONDS)
-        self._statements = _Statements(engine)
-        self._file_lock = _WriterLock(engine)
+            self._flusher = WalFlusher(wal.with_name(wal.name + "-wal"), WAL_FLUSH_SECONDS)
+        self._statements = Statements(engine)
+        self._file_lock = WriterLock(engine)
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._raw = None
         self._pending: list[_Slot] = []
@@ -356,11 +151,11 @@ class Intake:
             cursor = self._connection().cursor()
             with self._file_lock:
                 if postgresql and len(batch) == 1:  # one statement, atomic on its own
-                    results = [self._statements.write(cursor, _params(batch[0].record))]
+                    results = [self._statements.write(cursor, params_for(batch[0].record))]
                 else:
                     cursor.execute("BEGIN" if postgresql else "BEGIN IMMEDIATE")
                     try:
-                        results = [self._statements.write(cursor, _params(slot.record))
+                        results = [self._statements.write(cursor, params_for(slot.record))
                                    for slot in batch]
                         cursor.execute("COMMIT")
                     except BaseException:
