@@ -51,11 +51,19 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
     return create_engine(parsed, **options)
 
 
-def _create_sqlite_parent(url: URL) -> None:
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind a SQLite URL; None for other databases and in-memory SQLite."""
     database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") \
+            or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def _create_sqlite_parent(url: URL) -> None:
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 SQLITE_SYNCHRONOUS = (os.environ.get("PMGUARD_SQLITE_SYNCHRONOUS") or "FULL").upper()

@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
+from store.db import sqlite_file
 from store.intake_sql import Statements, params_for
 from store.sqlite_files import WalFlusher, WriterLock
 from worker.metrics import INTAKE_BATCH
@@ -75,14 +75,13 @@ class Intake:
         self.engine = engine
         self.max_batch = max_batch
         self.durability = durability
+        database = sqlite_file(engine.url)
         self._flusher: WalFlusher | None = None
-        database = engine.url.database or ""
-        if durability == PROCESS_CRASH and engine.dialect.name == "sqlite" \
-                and database not in ("", ":memory:") and not database.startswith("file:"):
-            wal = Path(database).expanduser().resolve()
-            self._flusher = WalFlusher(wal.with_name(wal.name + "-wal"), WAL_FLUSH_SECONDS)
+        if durability == PROCESS_CRASH and database is not None:
+            self._flusher = WalFlusher(database.with_name(database.name + "-wal"),
+                                       WAL_FLUSH_SECONDS)
         self._statements = Statements(engine)
-        self._file_lock = WriterLock(engine)
+        self._file_lock = WriterLock(database)
         self._dbapi_error = engine.dialect.loaded_dbapi.Error
         self._raw = None
         self._pending: list[_Slot] = []

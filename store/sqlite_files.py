@@ -12,8 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 log = logging.getLogger("pmguard.intake")
 
 
@@ -22,13 +20,10 @@ class WriterLock:
     other databases and for in-memory SQLite. SQLite's own busy handler polls with sleeps
     of 1 to 100 ms; a blocked `flock` wakes as soon as the holder releases it."""
 
-    def __init__(self, engine: Engine) -> None:
-        database = engine.url.database or ""
-        self.path: Path | None = None
-        if engine.dialect.name == "sqlite" and database not in ("", ":memory:") \
-                and not database.startswith("file:"):
-            self.path = Path(database).expanduser().resolve().with_name(
-                Path(database).name + ".intake-lock")
+    def __init__(self, database: Path | None) -> None:
+        """`database`: the SQLite file, or None for no lock at all."""
+        self.path = None if database is None else database.with_name(
+            database.name + ".intake-lock")
         self._fd: int | None = None
         self._pid = 0
 

@@ -37,7 +37,9 @@ def test_killed_worker_job_runs_again_with_one_comment(
     fake_github.close_issue(REPO, number)
     env = {**os.environ, "PMGUARD_DATA_DIR": str(tmp_path),
            "PMGUARD_GITHUB_API_URL": fake_github.url, "PMGUARD_GITHUB_TOKEN": fake_github.token,
-           "PMGUARD_GITHUB_WEBHOOK_SECRET": "s", "PMGUARD_GITHUB_BOT_LOGIN": fake_github.user}
+           "PMGUARD_GITHUB_WEBHOOK_SECRET": "s", "PMGUARD_GITHUB_BOT_LOGIN": fake_github.user,
+           # Only the killed job runs: no scheduled reconcile job beside it.
+           "PMGUARD_RECONCILE_EVERY_HOURS": "0"}
     assert subprocess.run([sys.executable, "-m", "cli", "db", "upgrade"], cwd=ROOT, env=env,
                           capture_output=True).returncode == 0
 
@@ -58,9 +60,9 @@ def test_killed_worker_job_runs_again_with_one_comment(
     fake_github.delay("GET", rf"/repos/{REPO}/issues/{number}/timeline", 30, times=1)
     sessions = session_factory(make_engine(f"sqlite:///{tmp_path / 'pmguard.db'}"))
 
-    def job():  # the check (a worker may also have queued its scheduled reconcile)
+    def job():
         with session_scope(sessions) as session:
-            return next(j for j in queries.recent_jobs(session) if j.kind == "check")
+            return queries.recent_jobs(session)[0]
 
     first = worker(env)
     try:

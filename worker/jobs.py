@@ -45,6 +45,11 @@ def ref_from_payload(payload: dict) -> IncidentRef:
     return IncidentRef(payload["tracker"], payload["site"], payload["project"], payload["key"])
 
 
+def payload_ref(payload: dict) -> IncidentRef | None:
+    """The incident a job is about; None for a job about no one incident (reconcile)."""
+    return ref_from_payload(payload) if "key" in payload else None
+
+
 def ref_payload(ref: IncidentRef) -> dict:
     return {"tracker": ref.tracker, "site": ref.site, "project": ref.project, "key": ref.key}
 
@@ -94,7 +99,7 @@ class JobRunner:
             if job is None:
                 return "gone"  # finished or retried elsewhere already
             kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
-        ref = ref_from_payload(payload) if "key" in payload else None
+        ref = payload_ref(payload)
         started = time.perf_counter()
         try:
             return self._run(job_id, kind, payload, attempt, ref)

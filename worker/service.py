@@ -38,7 +38,7 @@ from store import packs as pack_store
 from store.db import make_engine, session_factory, session_scope
 from store.intake import Intake
 from worker.check import Outcome, check_incident
-from worker.jobs import JobRunner, make_huey, ref_from_payload, ref_payload
+from worker.jobs import JobRunner, make_huey, payload_ref, ref_from_payload, ref_payload
 from worker.trackers import Trackers
 
 log = logging.getLogger("pmguard.service")
@@ -231,19 +231,15 @@ class Service:
     # ---- queueing ------------------------------------------------------------------------
 
     def create_job(self, session, kind: str, payload: dict) -> int:
-        incident_id = IncidentRef(**{k: payload[k] for k in ("tracker", "site", "project", "key")}
-                                  ).id if "key" in payload else None
+        ref = payload_ref(payload)
         job = queries.create_job(
-            session, kind, incident_id, payload, self.settings.max_attempts
+            session, kind, ref.id if ref else None, payload, self.settings.max_attempts
         )
         session.flush()
         return job.id
 
     def enqueue(self, job_id: int) -> None:
-        try:
-            self.jobs.enqueue(job_id)
-        except Exception:  # the row is durable; the recovery sweep will enqueue it
-            log.exception("could not enqueue job %s; recovery will pick it up", job_id)
+        self.enqueue_many([job_id])
 
     def enqueue_soon(self, job_id: int) -> None:
         """Hand a committed job to the queue from a background thread.
@@ -375,15 +371,12 @@ class Service:
             if first is None or not targets:
                 return []
             since = max(first, self.now() - timedelta(hours=self.settings.reconcile_window_hours))
-            jobs = [
-                queries.create_job(session, RECONCILE, None,
-                                   {"tracker": name, "site": site, "project": None,
-                                    "since": since.isoformat()},
-                                   self.settings.max_attempts)
+            ids = [
+                self.create_job(session, RECONCILE, {"tracker": name, "site": site,
+                                                     "project": None,
+                                                     "since": since.isoformat()})
                 for name, site in targets
             ]
-            session.flush()
-            ids = [job.id for job in jobs]
         self.enqueue_many(ids)
         log.info("scheduled reconcile of %d tracker site(s) since %s", len(ids),
                  since.isoformat())
