@@ -37,7 +37,12 @@ class VerdictLabels:
     ok: str = "postmortem:ok"
 
     def for_verdict(self, verdict: str) -> str:
-        return {"missing": self.missing, "needs-review": self.needs_review}.get(verdict, self.ok)
+        # "unchecked" (too large or too slow to analyse) asks for a person, as a review does.
+        return {
+            "missing": self.missing,
+            "needs-review": self.needs_review,
+            "unchecked": self.needs_review,
+        }.get(verdict, self.ok)
 
     @property
     def all(self) -> tuple[str, str, str]:

@@ -19,7 +19,7 @@ than re-activating the old row, so "what was in force when" is always read off t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -321,6 +321,7 @@ def replay_recent(
     limit: int = DEFAULT_REPLAY,
     *,
     model: str | None = None,
+    analyser: Callable[..., Any] | None = None,  # nlp.analysis.analyse's signature
 ) -> list[ReplayResult]:
     """Replay `draft` against `current` on the last `limit` stored postmortems.
 
@@ -331,7 +332,9 @@ def replay_recent(
     """
     with session_scope(sessions) as session:
         texts = recent_postmortem_texts(session, limit)
-    return replay(draft, current, texts, model=model)
+    if analyser is None:
+        return replay(draft, current, texts, model=model)
+    return replay(draft, current, texts, model=model, analyser=analyser)
 
 
 # --- per-rule figures -------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -395,12 +396,11 @@ def test_unknown_paths_and_methods_answer_json(app: Flask, tokens: dict[str, str
 def test_a_crash_is_a_json_500_without_internals(
     app: Flask, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import web.api
 
     def boom(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(web.api, "analyse", boom)
+    monkeypatch.setattr(app.extensions["pmguard"], "analyse", boom)
     r = app.test_client().post("/api/v1/lint", headers=bearer(tokens["engineer"]),
                                json={"text": "x"})
     assert_json_error(r, 500)
@@ -410,12 +410,11 @@ def test_a_crash_is_a_json_500_without_internals(
 def test_an_unavailable_database_is_a_json_503(
     app: Flask, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import web.api
 
     def locked(*_args: Any, **_kwargs: Any) -> None:
         raise OperationalError("SELECT 1", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(web.api, "analyse", locked)
+    monkeypatch.setattr(app.extensions["pmguard"], "analyse", locked)
     r = app.test_client().post("/api/v1/lint", headers=bearer(tokens["engineer"]),
                                json={"text": "x"})
     assert_json_error(r, 503)
@@ -486,9 +485,16 @@ SAMPLES: dict[str, dict[str, Sample]] = {
                                                       "format": "markdown"}}),
         "400": lambda env: ("/api/v1/lint", {"json": {"format": "markdown"}}),
         "413": lambda env: ("/api/v1/lint", {"json": {"text": "b" * (MAX_LINT_CHARS + 1)}}),
+        "422": lambda env: _over_budget(env),
     },
     "getOpenApi": {"200": lambda env: ("/api/v1/openapi.json", {})},
 }
+
+
+def _over_budget(env: ServiceEnv) -> tuple[str, dict]:
+    # A budget no analysis of a few thousand words meets; the stopped process is replaced.
+    env.service.settings = replace(env.service.settings, analysis_timeout=0.01)
+    return "/api/v1/lint", {"json": {"text": "Mira forgot the index rebuild. " * 400}}
 
 
 def operations() -> list[tuple[str, str, dict]]:

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException
 
-from nlp.analysis import analyse
+from nlp.limits import MAX_WORDS, TooLarge, Unchecked
 from nlp.report import to_json
 from nlp.text import FORMATS, TextFormatError
 from rules.schema import PackError
@@ -476,7 +476,14 @@ def lint() -> Response:
     else:
         pack = _service().pack  # the published version, followed within seconds
     try:
-        analysis = analyse(text, fmt=fmt, pack=pack, people=people, check_actions=actions)
+        # In the analysis processes, under the time budget: never in this web process.
+        analysis = _service().analyse(
+            text, fmt=fmt, pack=pack, people=people, check_actions=actions
+        )
+    except TooLarge as error:
+        raise ApiError(413, f"the text is {error}") from None
+    except Unchecked as error:  # over the time budget, or its process died
+        raise ApiError(422, f"the text {error}") from None
     except (TextFormatError, ValueError) as error:
         raise ApiError(400, f"cannot read the text as {fmt}: {error}") from None
     out = to_json([("text", text, analysis)])
@@ -537,6 +544,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The account's role does not allow this",
         404: "Not found",
         413: "The text or pack is too large",
+        422: "The text could not be checked in the analysis time budget",
     }
     return {str(c): _json_response(text[c], _ref("Error")) for c in codes}
 
@@ -689,7 +697,9 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "lint",
                 "summary": "Text in, findings out (any signed-in role)",
                 "description": (
-                    f"`text` up to {MAX_LINT_CHARS} characters (413 beyond). Uses the pack in "
+                    f"`text` up to {MAX_LINT_CHARS} characters and {MAX_WORDS} words (413 "
+                    "beyond); an analysis past the service's `analysis_timeout` is stopped "
+                    "(422). Uses the pack in "
                     "force unless `pack` gives rule-pack YAML (a draft). The answer has the "
                     "shape of `pmguard lint --format json`, each finding with its source "
                     "offsets `start`/`end` (code points) and `fingerprint`."
@@ -700,7 +710,7 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _json_response("Findings", _ref("LintResult")),
-                    **_errors(400, 401, 413),
+                    **_errors(400, 401, 413, 422),
                 },
             }
         },
