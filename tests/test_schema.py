@@ -148,3 +148,64 @@ def test_huge_lists_and_long_or_broken_regexes_are_refused() -> None:
         parse_pack(RUNAWAY.replace("PATTERN", "a" * 301), "t.yml")
     with pytest.raises(PackError, match="does not compile"):
         parse_pack(RUNAWAY.replace("PATTERN", "(unclosed"), "t.yml")
+
+
+# Found by an attack on a running instance (issue 9, High 3): these passed the old check.
+@pytest.mark.parametrize(
+    ("regex", "why"),
+    [
+        ("^((ab)+)+$", "holds a repeat"),
+        ("\\\\w*\\\\w*\\\\w*\\\\w*z", "two repeats in a row"),
+        ("(a|a)*$", "alternatives that can match the same text"),
+        ("(\\\\w+\\\\s?)*$", "holds a repeat"),
+        ("\\\\d+\\\\w+", "two repeats in a row"),
+        (".*-?.*x", "two repeats in a row"),
+        ("(a)\\\\1", "backreference"),
+    ],
+)
+def test_backtracking_shapes_are_refused_by_their_parse(regex: str, why: str) -> None:
+    with pytest.raises(PackError) as err:
+        parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml")
+    message = str(err.value)
+    assert message.startswith("t.yml: rule 'test.runaway': field 'patterns[0]': LOWER REGEX")
+    assert "can run away" in message and why in message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        '{LOWER: {REGEX: {IN: ["^fine$", "^((ab)+)+$"]}}}',
+        '{_: {pmg_person: {REGEX: "^((ab)+)+$"}}}',
+        '{NORM: {FUZZY: {REGEX: "^((ab)+)+$"}}}',
+    ],
+)
+def test_every_place_a_pattern_holds_a_regex_is_checked(token: str) -> None:
+    text = RUNAWAY.replace('{LOWER: {REGEX: "PATTERN"}}', token)
+    with pytest.raises(PackError, match="field 'patterns\\[0\\]': .*REGEX .*can run away"):
+        parse_pack(text, "t.yml")
+
+
+def test_regexes_in_unless_and_skip_sentences_are_checked() -> None:
+    unless = RUNAWAY.replace("PATTERN", "^a{3}$").replace(
+        "    examples:", '    unless:\n      - [{LOWER: {REGEX: "(a|a)*$"}}]\n    examples:'
+    )
+    with pytest.raises(PackError, match="field 'unless\\[0\\]': LOWER REGEX .*can run away"):
+        parse_pack(unless, "t.yml")
+    skip = "extends: default\nskip_sentences:\n  - [{TEXT: {REGEX: '\\w*\\w*x'}}]\n"
+    with pytest.raises(PackError, match="o.yml: skip_sentences: field .*can run away"):
+        parse_pack(skip, "o.yml")
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        "^fat-?finger(s|ed|ing)?$",
+        "^(double-?check|check|look)(ing)?$",
+        "^[a-z-]+(?:ed|en|ght)$",
+        "(?:ab|ac)+x",
+        "^[a-z]*-[0-9]*$",
+        "(?i)^mis-?typ",
+    ],
+)
+def test_repeats_that_cannot_overlap_load(regex: str) -> None:
+    assert parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml").rules[0].id == "test.runaway"
