@@ -30,6 +30,7 @@ from nlp.people import (
 )
 from nlp.pipeline import Pipeline
 from nlp.rewrite import suggest
+from rules.regex_guard import bound_pattern, bounded_regex
 from rules.schema import Rule, RulePack, _register_extension
 
 CLAUSE_BREAKS = frozenset(
@@ -212,7 +213,10 @@ def _matcher(vocab, key: str, patterns: tuple) -> Matcher | None:
     if not patterns:
         return None
     matcher = Matcher(vocab)
-    matcher.add(key, [list(p) for p in patterns])
+    # Every REGEX is rewritten to fail at once on a token over MAX_REGEX_INPUT characters:
+    # the pack's checks refuse backtracking shapes, but even a sound pattern costs time in
+    # the length of what it searches, and a token can be thousands of characters long.
+    matcher.add(key, [[bound_pattern(t) for t in p] for p in patterns])
     return matcher
 
 
@@ -270,7 +274,7 @@ class _Anchor:
                     and key in ("LOWER", "TEXT", "ORTH")
                 ):
                     flags = re.IGNORECASE if key != "LOWER" else 0
-                    self.regex = re.compile(value["REGEX"], flags)
+                    self.regex = re.compile(bounded_regex(value["REGEX"]), flags)
                 if words is not None:
                     self.required.append(frozenset(strings.add(w) for w in words))
         # Cheapest test first: the rarest-looking list rejects most blocks at once.
