@@ -20,6 +20,7 @@ from spacy.vocab import Vocab
 
 from nlp.model import SEVERITIES
 from rules.regex_guard import UnsafeRegex, check_regex, pattern_regexes
+from rules.safe_yaml import YamlRefused, load_yaml
 
 CATEGORIES = (
     "counterfactual",  # C1
@@ -57,6 +58,7 @@ RULE_ID = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
 _YOU = re.compile(r"\b(?:you|your|yours|yourself|yourselves)\b", re.IGNORECASE)
 PERSON_KEY = "PERSON"  # pattern shorthand: {PERSON: true|other|self}
 MIN_EXAMPLES = 2
+MAX_PACK_CHARS = 512 * 1024  # ten times the shipped pack
 PATTERN_FIELDS = ("patterns", "unless", "unless_sentence", "context")
 
 
@@ -139,8 +141,13 @@ def load_pack(path: str | Path | None = None) -> RulePack:
 
 
 def parse_pack(text: str, source: str = "<pack>") -> RulePack:
+    if len(text) > MAX_PACK_CHARS:
+        raise PackError(f"{source}: over {MAX_PACK_CHARS} characters (a rule pack's limit)")
     try:
-        data = yaml.safe_load(text)
+        # Aliases stay allowed (`definitions` shares word lists through them), counted.
+        data = load_yaml(text, source, aliases=True)
+    except YamlRefused as exc:
+        raise PackError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from rules.schema import PackError, load_pack, parse_pack
+from rules.schema import MAX_PACK_CHARS, PackError, load_pack, parse_pack
+from tests.yaml_bombs import billion_laughs, wide_pack
 
 GOOD_RULE = """
   - id: test.human-error
@@ -209,3 +211,34 @@ def test_regexes_in_unless_and_skip_sentences_are_checked() -> None:
 )
 def test_repeats_that_cannot_overlap_load(regex: str) -> None:
     assert parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml").rules[0].id == "test.runaway"
+
+
+# Issue 9, Medium 4: YAML aliases that stand for far more than the text says.
+@pytest.mark.parametrize(
+    "text",
+    [
+        billion_laughs("definitions") + "rules: []\n",
+        wide_pack(),  # 4 KB, 250,000 pattern tokens
+    ],
+    ids=["billion-laughs", "wide"],
+)
+def test_packs_whose_aliases_expand_too_far_are_refused_fast(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(PackError, match=r"^t.yml: YAML aliases in t.yml stand for over .*line"):
+        parse_pack(text, "t.yml")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_shared_word_lists_still_load() -> None:
+    text = "definitions:\n  w: &w [human, manual]\nrules:\n" + GOOD_RULE.replace(
+        "{LOWER: human}", "{LOWER: {IN: *w}}"
+    )
+    [token, *_] = parse_pack(text, "t.yml").rules[0].patterns[0]
+    assert token == {"LOWER": {"IN": ["human", "manual"]}}
+
+
+def test_oversized_and_deeply_nested_packs_are_refused() -> None:
+    with pytest.raises(PackError, match=f"t.yml: over {MAX_PACK_CHARS} characters"):
+        parse_pack("# " + "x" * MAX_PACK_CHARS, "t.yml")
+    with pytest.raises(PackError, match="t.yml: YAML in t.yml nests deeper than 40 levels"):
+        parse_pack("rules: " + "[" * 5000 + "]" * 5000, "t.yml")
