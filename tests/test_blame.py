@@ -203,3 +203,15 @@ def test_a_backtracking_regex_on_a_5000_character_token_returns_promptly(
     started = time.perf_counter()
     assert hits(model, f"It was {LONG_TOKEN} today.", pack=pack) == []
     assert time.perf_counter() - started < 0.5
+
+
+def test_compiled_packs_are_kept_for_a_few_packs_only() -> None:
+    # Issue 9, Medium 4: a blown-up draft stayed compiled in this cache.
+    from nlp import blame
+
+    pipeline = get_pipeline("blank")
+    kept = compile_pack(PACK, pipeline)
+    for i in range(3 * blame.COMPILED_CACHE):
+        compile_pack(parse_pack(f"name: p{i}\nrules: []\n", f"{i}.yml"), pipeline)
+        assert compile_pack(PACK, pipeline) is kept  # in use, so never the one dropped
+    assert len(blame._compiled) <= blame.COMPILED_CACHE
