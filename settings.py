@@ -14,7 +14,10 @@ from typing import Any
 
 import yaml
 
+from rules.safe_yaml import YamlRefused, load_yaml
+
 DEFAULT_CONFIG = "pmguard.yml"
+MAX_CONFIG_CHARS = 1024 * 1024  # far beyond any real settings file
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own payload cap
 
 
@@ -166,8 +169,12 @@ def _read_yaml(path: Path, *, required: bool) -> dict:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"config file {path} cannot be read: {exc}") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise SettingsError(f"config file {path}: over {MAX_CONFIG_CHARS} characters")
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text, f"config file {path}") or {}
+    except YamlRefused as exc:
+        raise SettingsError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

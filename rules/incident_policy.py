@@ -15,7 +15,9 @@ import yaml
 
 from connector.base import GITHUB, Incident, PostmortemRef
 from rules.policy import ActionPolicy, PolicyError
+from rules.safe_yaml import YamlRefused, load_yaml
 
+MAX_POLICY_CHARS = 64 * 1024  # a repository policy is a few lines
 ENFORCEMENTS = ("comment", "reopen")
 SEVERITY_LABEL = re.compile(r"^(?:sev|severity|p)[\s:_-]*([0-9])$", re.IGNORECASE)
 # "Postmortem: #12", "Post-mortem - org/repo#12", "PIR: https://…"
@@ -129,10 +131,19 @@ def policy_from_mapping(
 
 
 def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> IncidentPolicy:
+    """The service policy with a repository's `.github/pmguard.yml` laid over it.
+
+    The text is anyone's with write access to a repository the App is installed on, so it
+    is read without aliases and under a size cap; a refusal is a PolicyError, which the
+    worker logs before it goes on with the service policy."""
     if not text:
         return base
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError(f"{source}: over {MAX_POLICY_CHARS} characters; not read")
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text, source) or {}
+    except YamlRefused as exc:
+        raise PolicyError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: invalid YAML ({exc.__class__.__name__})") from None
     return policy_from_mapping(data, source, base)

@@ -103,6 +103,15 @@ def get_version(session: Session, version_id: int) -> RulePackVersion | None:
     return session.get(RulePackVersion, version_id)
 
 
+def find_version(session: Session, name: str, version: str) -> RulePackVersion | None:
+    """A published version by its version string (what analyses record)."""
+    return session.scalars(
+        select(RulePackVersion).where(
+            RulePackVersion.name == name, RulePackVersion.version == version
+        )
+    ).first()
+
+
 # --- writes -----------------------------------------------------------------------------
 
 
