@@ -25,6 +25,10 @@ from nlp.analysis import analyse  # noqa: E402
 SENTENCE_FILES = ("sentences-real.tsv", "sentences-dev.tsv")
 # Our own sentence sets (written for this project, never copied from the corpus).
 OWN_FILES = ("fresh-sentences.tsv", "heldout-sentences.tsv")
+# Held out for detector v2 (issue 10): written before its tuning began, by people who had not
+# seen the rules, and measured once per round, never tuned on. The real set quotes public
+# write-ups (sources in heldout-v2-real-sources.md): measuring only, never training data.
+HELDOUT_FILES = ("heldout-v2-constructed.tsv", "heldout-v2-real.tsv")
 DATA = Path(__file__).resolve().parent / "data"
 TARGETS = {"trained": (0.90, 0.85), "blank": (0.85, 0.75)}
 MODES = {"trained": "auto", "blank": "blank"}
@@ -36,7 +40,11 @@ def shared_dir(arg: str | None) -> Path:
 
 def read_rows(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as f:
-        return [r for r in csv.DictReader(f, delimiter="\t") if r.get("label") in ("blame", "ok")]
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("label") in ("blame", "ok")]
+    for row in rows:  # the v2 sets name the family in a column of that name
+        row.setdefault("category", row.get("family", ""))
+        row["category"] = row["category"] or row.get("family", "")
+    return rows
 
 
 def flagged(sentence: str, model: str) -> list:
@@ -128,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", help="path to the shared folder (default ../shared)")
     parser.add_argument("--mode", choices=("trained", "blank", "both"), default="both")
     parser.add_argument("--show", action="store_true", help="list misses and false flags")
+    parser.add_argument("--only", action="append", metavar="FILE",
+                        help="measure only these sentence files (by name); repeatable")
+    parser.add_argument("--no-postmortems", action="store_true",
+                        help="skip the false-flag count over whole postmortems")
     args = parser.parse_args(argv)
     shared = shared_dir(args.shared)
     if not (shared / "corpus").is_dir():
@@ -139,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         p_target, r_target = TARGETS[mode]
         started = time.perf_counter()
         print(f"== {mode} pipeline (targets: precision >= {p_target}, recall >= {r_target})")
-        paths = [shared / "corpus" / n for n in SENTENCE_FILES] + [DATA / n for n in OWN_FILES]
+        paths = [shared / "corpus" / n for n in SENTENCE_FILES] + [
+            DATA / n for n in OWN_FILES + HELDOUT_FILES
+        ]
+        paths = [p for p in paths if p.is_file() and (not args.only or p.name in args.only)]
         for path in paths:
             name = path.name
             rows = read_rows(path)
@@ -151,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'meets target' if ok else 'BELOW TARGET'}"
             )
             for cat, (hits, total) in sorted(s["per_category"].items()):
-                kind = "recall" if not cat.startswith("nearmiss") else "flagged"
-                print(f"      {cat:36s} {kind:7s} {hits}/{total}")
+                kind = "flagged" if cat.startswith(("nearmiss", "ok")) else "recall"
+                print(f"      {cat:36s} {kind:7s} {hits}/{total}  {hits / total:.2f}")
+        if args.no_postmortems:
+            continue
         words, flags, false = false_flags_per_kword(shared, model, args.show)
         print(
             f"  postmortems: {words} words, {flags} flags, {false} not on labelled blame "
