@@ -11,7 +11,7 @@ from settings import Settings, load_settings, secret_key
 
 
 def create_app(settings: Settings | None = None, *, service=None) -> Flask:
-    from web import admin, api, auth, dashboard, ops
+    from web import admin, api, auth, dashboard, headers, ops
     from web.webhooks import bp as webhooks
     from worker.service import Service
 
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, service=None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.extensions["pmguard"] = service
+    headers.init_app(app)  # CSP, no framing, no sniffing: on every response
     app.register_blueprint(webhooks)
     csrf = auth.init_app(app)  # sign-in, roles, CSRF on every form, API tokens
     csrf.exempt(webhooks)  # signed by the tracker (HMAC), never posted by a browser

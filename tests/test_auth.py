@@ -623,3 +623,24 @@ def test_memory_limiter_window_reset_and_bounded_size() -> None:
     for key in "bcdef":
         limiter.failed([key])
     assert len(limiter._failures) <= 3
+
+
+# --- response headers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/login", "/account", "/healthz", "/nowhere", "/api/probe/read"])
+def test_every_response_forbids_framing_and_sniffing(app: Flask, path: str) -> None:
+    r = signed_in(app, "admin").get(path)
+    csp = r.headers.get("Content-Security-Policy", "")
+    assert "frame-ancestors 'none'" in csp
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert r.headers.get("X-Frame-Options") == "DENY"
+    assert r.headers.get("X-Content-Type-Options") == "nosniff"
+    assert r.headers.get("Referrer-Policy") == "same-origin"
+
+
+def test_signed_webhook_answers_carry_the_headers_too(env: ServiceEnv) -> None:
+    r = env.app.test_client().post("/webhooks/github", data=b"{}")
+    assert r.status_code == 401
+    assert r.headers.get("X-Frame-Options") == "DENY"
