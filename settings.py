@@ -68,6 +68,9 @@ class Settings:
     redis_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # Proxies in front of the web app that set X-Forwarded-For/-Proto (0: none). The
+    # client address the login limit counts by is taken that many hops back.
+    trusted_proxies: int = 0
     secret_key: str = ""
     workers: int = 2
     max_body_bytes: int = MAX_BODY_BYTES
@@ -108,6 +111,7 @@ ENV = {
     "PMGUARD_REDIS_URL": ("", "redis_url"),
     "PMGUARD_HOST": ("", "host"),
     "PMGUARD_PORT": ("", "port"),
+    "PMGUARD_TRUSTED_PROXIES": ("", "trusted_proxies"),
     "PMGUARD_SECRET_KEY": ("", "secret_key"),
     "PMGUARD_WORKERS": ("", "workers"),
     "PMGUARD_LOG_FORMAT": ("", "log_format"),
@@ -211,6 +215,8 @@ def _build(raw: dict) -> Settings:
     if settings.intake_durability not in ("power-cut", "process-crash"):
         raise SettingsError(
             "setting 'intake_durability' must be 'power-cut' or 'process-crash'")
+    if settings.trusted_proxies < 0:
+        raise SettingsError("setting 'trusted_proxies' must be 0 (no proxy) or more")
     if settings.reconcile_every_hours < 0:
         raise SettingsError("setting 'reconcile_every_hours' must be 0 (off) or more")
     if settings.reconcile_every_hours and \
