@@ -389,6 +389,11 @@ class User(Base):
     # `pmguard users list`. The rate limit itself lives in web.auth, not here.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_login_at: Mapped[datetime | None]
+    # Part of every session's id (web.auth): signing out or changing the password moves
+    # it on, so a copy of an older session cookie stops loading the user at once instead
+    # of working until the cookie expires.
+    # Nullable only for migration 0005's sake (see there); every row has a value.
+    session_generation: Mapped[int | None] = mapped_column(Integer, default=0)
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user",

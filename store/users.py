@@ -193,13 +193,24 @@ def set_role(session: Session, username: str, role: str) -> User:
 
 def set_password(session: Session, username: str, password: str) -> User:
     """Replace the password. Signed-in sessions end too: web.auth ties a session to the
-    password hash it was opened with. Failed-attempt counts start again."""
+    password hash and session generation it was opened with. Failed-attempt counts start
+    again."""
     user = require_user(session, username)
     check_password(password, user.username)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
+    user.session_generation = (user.session_generation or 0) + 1
     session.flush()
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every signed-in session of the user (web.auth ties a session to the user's
+    session generation); the next sign-in opens a fresh one."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_generation = (user.session_generation or 0) + 1
+        session.flush()
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,33 @@ def test_logout_is_a_post_that_ends_the_session(app: Flask) -> None:
     assert client.get("/account").status_code == 302
 
 
+def copy_of(app: Flask, client) -> object:
+    """Another browser holding a copy of `client`'s session cookie."""
+    thief = app.test_client()
+    cookie = client.get_cookie("session")
+    thief.set_cookie("session", cookie.value)
+    return thief
+
+
+def test_sign_out_ends_the_session_on_the_server(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    thief = copy_of(app, client)
+    assert thief.get("/account").status_code == 200  # the copy works while signed in
+    r = client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
+    assert r.status_code == 302
+    # The copied cookie is still validly signed and unexpired, but no longer loads a user.
+    r = thief.get("/account")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    assert db_user(app, "engineer").session_generation == 1
+    # Signing in again opens a new session that works.
+    assert signed_in(app, "engineer").get("/account").status_code == 200
+
+
+def test_a_password_change_moves_the_session_generation(app: Flask) -> None:
+    run(app, store_users.set_password, "engineer", "a brand new passphrase")
+    assert db_user(app, "engineer").session_generation == 1
+
+
 def test_anonymous_page_request_redirects_to_login_and_back(app: Flask) -> None:
     client = app.test_client()
     r = client.get("/probe/read?x=1")

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import argon2
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 
 from store import queries as q
 from store import users as store_users
 from store.db import make_engine, session_factory, session_scope
 from store.migrate import current, downgrade, head, upgrade
 from store.models import ApiToken, AuditEntry, Base, User
+from store.types import utcnow
 
 CMD = [sys.executable, "-m", "cli", "users"]
 PASSWORD = "correct horse battery"
@@ -323,13 +324,23 @@ def test_0002_upgrades_a_0001_database_keeping_its_data_and_goes_back(empty_db: 
         assert {"users", "api_tokens"} <= _tables(engine)
         with session_scope(session_factory(engine)) as session:
             assert not q.record_delivery(session, "github", "kept", "issues", "enqueued")
-            user = User(username="ana", password_hash="h", role="admin")
-            session.add(user)
-            session.flush()
-            session.add(ApiToken(user_id=user.id, name="ci", token_hash="0" * 64, prefix="pmg_"))
+        with engine.begin() as connection:
+            # The tables as 0002 made them, not as the models are now (0005 adds a column).
+            connection.execute(text(
+                "INSERT INTO users (username, password_hash, role, disabled, created_at,"
+                " failed_logins) VALUES ('ana', 'h', 'admin', false, :now, 0)"), {"now": utcnow()})
+            connection.execute(text(
+                "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at)"
+                " SELECT id, 'ci', :hash, 'pmg_', created_at FROM users"), {"hash": "0" * 64})
         with engine.connect() as connection:
             uniques = inspect(connection).get_unique_constraints("users")
             assert [u["column_names"] for u in uniques] == [["username"]]
+
+        # Later revisions keep the user; 0005 starts its session generation at 0.
+        upgrade(empty_db)
+        with session_scope(session_factory(engine)) as session:
+            user = store_users.require_user(session, "ana")
+            assert user.session_generation == 0 and [t.name for t in user.tokens] == ["ci"]
 
         engine.dispose()
         downgrade(empty_db, "0001")

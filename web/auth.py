@@ -123,12 +123,14 @@ class Principal(UserMixin):
         return ROLE_LABELS.get(self.role, self.role)
 
 
-def _password_stamp(password_hash: str) -> str:
+def _session_stamp(user: User) -> str:
     # Part of the id kept in the session cookie: resetting a password changes the hash,
-    # so every session opened with the old password stops loading. Keyed with the app
-    # secret so the (signed but readable) cookie says nothing about the hash.
+    # and signing out moves the session generation on, so every session opened before
+    # stops loading, copies of its cookie included. Keyed with the app secret so the
+    # (signed but readable) cookie says nothing about the hash.
     key = str(current_app.secret_key).encode()
-    return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()[:24]
+    material = f"{user.password_hash}\n{user.session_generation or 0}".encode()
+    return hmac.new(key, material, hashlib.sha256).hexdigest()[:24]
 
 
 def _principal(user: User, token_id: int | None = None) -> Principal:
@@ -136,7 +138,7 @@ def _principal(user: User, token_id: int | None = None) -> Principal:
         id=user.id,
         username=user.username,
         role=user.role,
-        session_key=f"{user.id}:{_password_stamp(user.password_hash)}",
+        session_key=f"{user.id}:{_session_stamp(user)}",
         token_id=token_id,
     )
 
@@ -172,7 +174,7 @@ def _load_from_session(session_key: str) -> Principal | None:
         user = db.get(User, int(user_id))
         if user is None or user.disabled:
             return None
-        if not hmac.compare_digest(stamp, _password_stamp(user.password_hash)):
+        if not hmac.compare_digest(stamp, _session_stamp(user)):
             return None
         return _principal(user)
 
@@ -559,6 +561,11 @@ def login() -> Response | str:
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        # Server-side: a copy of this session's cookie must stop working too, not only the
+        # cookie this browser is about to drop. Ends the user's other sessions as well.
+        with session_scope(_sessions()) as db:
+            store_users.end_sessions(db, current_user.id)
     logout_user()
     session.clear()
     flash("Signed out.", "info")
