@@ -649,6 +649,19 @@ def test_change_password_keeps_this_session(app: Flask) -> None:
     assert login(app.test_client(), "engineer", "another long passphrase").status_code == 302
 
 
+@pytest.mark.parametrize("new", ["aaaaaaaaaaaa", "Password2024!", "engineer-engineer"])
+def test_change_password_refuses_weak_ones(app: Flask, new: str) -> None:
+    client = signed_in(app, "engineer")
+    r = client.post("/account/password", data={
+        "current": PASSWORD, "new": new, "confirm": new,
+        "csrf_token": csrf_token(client, "/account"),
+    })
+    assert r.status_code == 400
+    assert re.search(r"too few different|too common|contains the username", r.get_data(
+        as_text=True))
+    assert login(app.test_client(), "engineer").status_code == 302  # the old one stands
+
+
 def test_the_nav_shows_each_role_the_pages_it_may_open(app: Flask) -> None:
     admin = signed_in(app, "admin").get("/account").get_data(as_text=True)
     engineer = signed_in(app, "engineer").get("/account").get_data(as_text=True)

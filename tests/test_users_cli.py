@@ -249,6 +249,28 @@ def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     engine.dispose()
 
 
+@pytest.mark.parametrize(("password", "reason"), [
+    ("aaaaaaaaaaaa", "too few different characters"),
+    ("abababababababab", "too few different characters"),
+    ("123412341234", "too few different characters"),
+    ("password1234", "too common"),
+    ("P@ssw0rd2024!", "too common"),
+    ("Qwertyuiop123", "too common"),
+    ("123456789012", "too common"),
+    ("incidentmanager", "contains the username"),
+])
+def test_weak_passwords_are_refused(password: str, reason: str) -> None:
+    with pytest.raises(store_users.WeakPassword, match=reason):
+        store_users.check_password(password, "incidentmanager")
+
+
+@pytest.mark.parametrize("password", [
+    PASSWORD, "Tr0ub4dor&3 horse", "9f8e7d6c5b4a", "pmguard rocks 2026", "passwords are long",
+])
+def test_reasonable_passwords_are_accepted(password: str) -> None:
+    store_users.check_password(password, "ana")
+
+
 def test_store_users_rules(sessions) -> None:
     with session_scope(sessions) as db:
         store_users.create_user(db, "Ana", PASSWORD, "engineer")
