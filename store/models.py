@@ -78,6 +78,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("source", "delivery_id"),
+        # The delivery id is not signed; the body is. A signed body sent again under a
+        # made-up id is a redelivery too (migration 0006).
+        Index(None, "source", "body_sha256", unique=True),
         _one_of("source", TRACKERS, "source"),
         _one_of("outcome", DELIVERY_OUTCOMES, "outcome"),
     )
@@ -92,6 +95,8 @@ class Delivery(Base):
     # No index either: nothing reads deliveries by incident, and every index is one more
     # page for the webhook's commit to write (migration 0004).
     incident_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    # SHA-256 (hex) of the signed body as received; null for rows written before 0006.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
 
     @validates("source")
     def _source(self, _key: str, value: str) -> str | None:

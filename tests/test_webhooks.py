@@ -95,6 +95,17 @@ def test_relevant_event_is_durably_enqueued_with_202(env) -> None:
         assert job.status == "queued" and job.payload["delivery"] == "abc"
 
 
+def test_a_replayed_body_with_a_new_delivery_id_makes_no_new_job(env) -> None:
+    assert env.github("issues", closed_payload(), delivery="real").status_code == 202
+    r = env.github("issues", closed_payload(), delivery="replayed-with-a-new-id")
+    assert r.status_code == 200 and r.get_json()["status"] == "duplicate"
+    from store import queries
+    from store.db import session_scope
+
+    with session_scope(env.service.sessions) as session:
+        assert len(queries.recent_jobs(session)) == 1
+
+
 def test_form_encoded_deliveries_are_read_too(env) -> None:
     from urllib.parse import urlencode
 

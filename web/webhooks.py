@@ -7,6 +7,7 @@ fails before that.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -170,6 +171,7 @@ def _accept(service, source: str, delivery: str, event: str, label: str, parsed)
             kind=kind,
             payload={**payload, "delivery": delivery},
             max_attempts=service.settings.max_attempts,
+            body_sha256=hashlib.sha256(request.get_data(cache=True)).hexdigest(),
         ))
     except OperationalError:
         log.exception("database unavailable", extra={"delivery": delivery})
