@@ -6,12 +6,13 @@ import os
 from datetime import timedelta
 
 from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from settings import Settings, load_settings, secret_key
 
 
 def create_app(settings: Settings | None = None, *, service=None) -> Flask:
-    from web import admin, api, auth, dashboard, ops
+    from web import admin, api, auth, dashboard, headers, ops
     from web.webhooks import bp as webhooks
     from worker.service import Service
 
@@ -19,6 +20,11 @@ def create_app(settings: Settings | None = None, *, service=None) -> Flask:
     service = service or Service(settings)
     # Templates and static files live with the blueprints in web/, shared by all of them.
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    if settings.trusted_proxies:
+        # The client's address and scheme as the proxies saw them, trusting only as many
+        # X-Forwarded-* entries as there are proxies: the rest are the client's to forge.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     # Behind a proxy that terminates TLS the app sees plain HTTP, so it cannot tell on its
     # own that the session cookie must be Secure; HTTPS requests always get Secure.
     secure_cookies = os.environ.get("PMGUARD_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
@@ -35,6 +41,7 @@ def create_app(settings: Settings | None = None, *, service=None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     app.extensions["pmguard"] = service
+    headers.init_app(app)  # CSP, no framing, no sniffing: on every response
     app.register_blueprint(webhooks)
     csrf = auth.init_app(app)  # sign-in, roles, CSRF on every form, API tokens
     csrf.exempt(webhooks)  # signed by the tracker (HMAC), never posted by a browser

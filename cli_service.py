@@ -47,6 +47,34 @@ def _logging(settings) -> None:
     configure(settings.log_format)
 
 
+# `pmguard serve`'s web server (waitress). It reads each request in full without a
+# thread, so slow or idle clients cost a socket each, not a thread; WEB_THREADS run the
+# app. Connections past CONNECTION_LIMIT wait in the OS backlog; one that sends nothing
+# for CHANNEL_TIMEOUT seconds is closed.
+WEB_THREADS = 8
+CONNECTION_LIMIT = 200
+CHANNEL_TIMEOUT = 30
+
+
+def _web_server(app, settings):
+    from waitress import create_server
+
+    return create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=WEB_THREADS,
+        connection_limit=CONNECTION_LIMIT,
+        channel_timeout=CHANNEL_TIMEOUT,
+        # Refused before it is read; the app's own 413 covers chunked bodies too.
+        max_request_body_size=settings.max_body_bytes,
+        # X-Forwarded-* are the app's to judge (trusted_proxies, ProxyFix); waitress would
+        # otherwise drop them before the app sees them.
+        clear_untrusted_proxy_headers=not settings.trusted_proxies,
+        ident="pmguard",
+    )
+
+
 def _consumer(service, workers: int):
     # huey on SQLite polls; its default back-off lets an idle worker sleep up to 10 s,
     # which would be the latency of the first check after a quiet spell.
@@ -69,8 +97,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Web app plus worker threads on the embedded defaults (SQLite, huey on SQLite)."""
     from dataclasses import replace
 
-    from werkzeug.serving import make_server
-
     from app import create_app
 
     settings = _settings()
@@ -89,17 +115,23 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     service.jobs.recover()
     consumer = _consumer(service, workers or settings.workers)
     app = create_app(settings, service=service)
-    server = make_server(settings.host, settings.port, app, threaded=True)
+    server = _web_server(app, settings)
+    port = getattr(server, "effective_port", settings.port)
     # start() runs the worker threads without blocking; it must be called from the main
     # thread (it installs huey's signal handlers, which ours then replace).
     consumer.start()
 
     def stop(*_args) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        # waitress's run() stops on SystemExit raised in its loop (the main thread, where
+        # signal handlers run) and closes the server; a second signal must not cut the
+        # shutdown below short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"pmguard: serving on http://{settings.host}:{server.port}")
+    click.echo(f"pmguard: serving on http://{settings.host}:{port}")
     for name, tracker in (("GitHub", settings.github), ("Jira", settings.jira)):
         if name == "Jira" and (demo is not None or any(j.webhook_secret for j in settings.jiras)):
             continue
@@ -107,9 +139,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             click.echo(f"pmguard: no {name} webhook secret set: its deliveries get 401 "
                        f"(PMGUARD_{name.upper()}_WEBHOOK_SECRET)")
     if demo is not None:
-        _run_demo(demo, service, f"http://{settings.host}:{server.port}")
+        _run_demo(demo, service, f"http://{settings.host}:{port}")
     try:
-        server.serve_forever()
+        server.run()
     finally:
         consumer.stop(graceful=True)
         if demo is not None:

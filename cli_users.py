@@ -129,7 +129,7 @@ def users() -> None:
 @click.option("--role", required=True, metavar="ROLE", help=ROLE_HELP)
 @password_stdin
 def add(name: str, role: str, password_stdin: bool) -> None:
-    """Add a user with a password (at least 12 characters)."""
+    """Add a user with a password (at least 12 characters, not a common one)."""
     from store import users as store_users
 
     username = _username(name)

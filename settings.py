@@ -71,6 +71,9 @@ class Settings:
     redis_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # Proxies in front of the web app that set X-Forwarded-For/-Proto (0: none). The
+    # client address the login limit counts by is taken that many hops back.
+    trusted_proxies: int = 0
     secret_key: str = ""
     workers: int = 2
     max_body_bytes: int = MAX_BODY_BYTES
@@ -116,6 +119,7 @@ ENV = {
     "PMGUARD_REDIS_URL": ("", "redis_url"),
     "PMGUARD_HOST": ("", "host"),
     "PMGUARD_PORT": ("", "port"),
+    "PMGUARD_TRUSTED_PROXIES": ("", "trusted_proxies"),
     "PMGUARD_SECRET_KEY": ("", "secret_key"),
     "PMGUARD_WORKERS": ("", "workers"),
     "PMGUARD_LOG_FORMAT": ("", "log_format"),
@@ -229,6 +233,8 @@ def _build(raw: dict) -> Settings:
         raise SettingsError("setting 'analysis_processes' must be 1 or more")
     if not settings.analysis_timeout > 0:
         raise SettingsError("setting 'analysis_timeout' must be more than 0 seconds")
+    if settings.trusted_proxies < 0:
+        raise SettingsError("setting 'trusted_proxies' must be 0 (no proxy) or more")
     if settings.reconcile_every_hours < 0:
         raise SettingsError("setting 'reconcile_every_hours' must be 0 (off) or more")
     if settings.reconcile_every_hours and \
@@ -297,7 +303,7 @@ def secret_key(settings: Settings) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_hex(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +56,18 @@ def wait_http(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"server on port {port} did not come up")
 
 
+_SEQUENCE = itertools.count()
+
+
 def closed_payload(number: int, labels: tuple[str, ...]) -> bytes:
+    # Every body differs, as real deliveries' timestamps make them: the intake treats the
+    # same signed body under a new delivery id as a replay (migration 0006).
+    updated = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=next(_SEQUENCE))
     return json.dumps({
         "action": "closed",
         "issue": {"number": number, "state": "closed", "state_reason": "completed",
                   "labels": [{"name": name} for name in labels], "title": "x",
-                  "user": {"login": "ana"}},
+                  "user": {"login": "ana"}, "updated_at": updated.isoformat()},
         "repository": {"full_name": REPO},
         "sender": {"login": "ana", "type": "User"},
     }).encode()

@@ -106,6 +106,11 @@ class Postmortem:
     updated_at: datetime | None = None
 
 
+class MalformedPayload(ValueError):
+    """A signed webhook body whose fields have the wrong shape; the message names the
+    field ("issue.labels must be a list"). The sender's bug, answered with 400."""
+
+
 @dataclass(frozen=True)
 class WebhookEvent:
     """A delivery reduced to what the service must do about it."""

@@ -32,6 +32,7 @@ from connector.base import (
     Comment,
     Incident,
     IncidentRef,
+    MalformedPayload,
     NotFound,
     Postmortem,
     PostmortemRef,
@@ -51,20 +52,55 @@ _MARKDOWN_SUFFIXES = (".md", ".markdown", ".mdown", ".mkd", ".mdx")
 # ---- webhooks ---------------------------------------------------------------------------
 
 
+WEBHOOK_EVENTS = ("issues", "issue_comment")  # the events parse_event reads
+
+# (path, types, what) of every field parse_event reads: present with another type, the
+# delivery is malformed. Absent (or null) is fine: such a delivery is just irrelevant.
+_SHAPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("action", str, "a string"),
+    ("issue", dict, "an object"),
+    ("issue.number", int, "an integer"),
+    ("issue.state", str, "a string"),
+    ("issue.state_reason", str, "a string"),
+    ("issue.labels", list, "a list of objects"),
+    ("repository", dict, "an object"),
+    ("repository.full_name", str, "a string"),
+    ("sender", dict, "an object"),
+    ("sender.login", str, "a string"),
+    ("comment", dict, "an object"),
+    ("comment.body", str, "a string"),
+    ("installation", dict, "an object"),
+)
+
+
+def _check_shapes(payload: dict) -> None:
+    """MalformedPayload naming the first field parse_event reads that has the wrong type."""
+    for path, types, what in _SHAPES:
+        parent, _, name = path.rpartition(".")
+        container = payload.get(parent) if parent else payload
+        value = container.get(name) if isinstance(container, dict) else None
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise MalformedPayload(f"{path} must be {what}")
+    labels = (payload.get("issue") or {}).get("labels") or []
+    if not all(isinstance(label, dict) and isinstance(label.get("name", ""), str)
+               for label in labels):
+        raise MalformedPayload("issue.labels must be a list of objects with a string name")
+
+
 def parse_event(
     event: str, payload: dict, *, site: str, bot_login: str | None = None
 ) -> WebhookEvent | None:
     """Reduce a GitHub delivery to what the service must do, or None when nothing.
 
     `site` is the API base URL the service is configured with; it becomes the ref's site.
+    MalformedPayload when a field it reads has the wrong type.
     """
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict) or event not in WEBHOOK_EVENTS:
         return None
+    _check_shapes(payload)
     issue = payload.get("issue")
     repo = payload.get("repository")
-    if event not in ("issues", "issue_comment") or not isinstance(issue, dict):
-        return None
-    if not isinstance(repo, dict) or not repo.get("full_name") or issue.get("number") is None:
+    if issue is None or repo is None or not repo.get("full_name") or issue.get("number") is None:
         return None
     # Issue events also fire for pull-request conversations; those are never incidents.
     if "pull_request" in issue:

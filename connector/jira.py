@@ -29,6 +29,7 @@ from connector.base import (
     Comment,
     Incident,
     IncidentRef,
+    MalformedPayload,
     NotFound,
     Postmortem,
     PostmortemRef,
@@ -79,6 +80,7 @@ def parse_event(
     """
     if not isinstance(payload, dict):
         return None
+    _check_shapes(payload)
     ctx = _Context(
         site=site.rstrip("/"),
         bot_account=bot_account or "",
@@ -99,6 +101,58 @@ def parse_event(
         # the canonical ref (project and key) for it.
         return WebhookEvent(INCIDENT_EDITED, IncidentRef(TRACKER, ctx.site, "", str(source)))
     return None
+
+
+WEBHOOK_EVENTS = (
+    "jira:issue_updated", "comment_created", "comment_updated", "issuelink_created",
+    "issuelink_deleted",
+)  # the events parse_event reads
+
+# (path, types, what) of the fields parse_event reads: present with another type, the
+# delivery is malformed. Absent (or null) is fine: such a delivery is just irrelevant.
+_SHAPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("webhookEvent", str, "a string"),
+    ("issue_event_type_name", str, "a string"),
+    ("issue", dict, "an object"),
+    ("issue.key", (str, int), "a string"),
+    ("issue.fields", dict, "an object"),
+    ("issue.fields.labels", list, "a list"),
+    ("changelog", dict, "an object"),
+    ("changelog.items", list, "a list"),
+    ("comment", dict, "an object"),
+    ("comment.body", (str, dict), "a string or an ADF document"),
+    ("issueLink", dict, "an object"),
+    ("user", dict, "an object"),
+)
+
+
+def _check_shapes(payload: dict) -> None:
+    """MalformedPayload naming the first field parse_event reads that has the wrong type."""
+    for path, types, what in _SHAPES:
+        value: object = payload
+        for name in path.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise MalformedPayload(f"{path} must be {what}")
+    items = _dict(payload.get("changelog")).get("items") or []
+    if not all(isinstance(item, dict) for item in items):
+        raise MalformedPayload("changelog.items must be a list of objects")
+    _check_adf(_dict(payload.get("comment")).get("body"))
+
+
+def _check_adf(body: object) -> None:
+    # Walked without recursion; the web layer has already bounded the nesting.
+    stack = [body] if isinstance(body, dict) else []
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            raise MalformedPayload("comment.body: every ADF node must be an object")
+        content = node.get("content")
+        if content is not None and not isinstance(content, list):
+            raise MalformedPayload("comment.body: an ADF node's content must be a list")
+        if node.get("text") is not None and not isinstance(node.get("text"), str):
+            raise MalformedPayload("comment.body: an ADF node's text must be a string")
+        stack.extend(content or ())
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.sqlite_files import create_private
+
 # How long a SQLite writer waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Fail a readiness check or a request quickly when PostgreSQL is unreachable rather than
@@ -63,7 +65,7 @@ def sqlite_file(url: URL) -> Path | None:
 def _create_sqlite_parent(url: URL) -> None:
     path = sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
 
 
 SQLITE_SYNCHRONOUS = (os.environ.get("PMGUARD_SQLITE_SYNCHRONOUS") or "FULL").upper()

@@ -54,6 +54,9 @@ class DeliveryRecord:
     kind: str
     payload: Mapping[str, Any]
     max_attempts: int
+    # SHA-256 (hex) of the signed body: the same body under another delivery id is a
+    # redelivery too (the id is not signed). None when there is no body to go by.
+    body_sha256: str | None = None
 
 
 @dataclass(eq=False)
@@ -105,7 +108,8 @@ class Intake:
             self._raw = None
 
     def accept(self, record: DeliveryRecord) -> int | None:
-        """Commit the delivery and its job; the job id, or None for a redelivery.
+        """Commit the delivery and its job; the job id, or None for a redelivery (the same
+        delivery id, or the same body, from the same source).
 
         Raises what the database raised (an `OperationalError` when it is unreachable or
         locked for too long); nothing is committed for this delivery then.

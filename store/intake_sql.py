@@ -26,6 +26,7 @@ def params_for(record: DeliveryRecord) -> dict[str, Any]:
     now = utcnow()
     return {
         "source": record.source, "delivery_id": record.delivery_id, "event": record.event,
+        "body_sha256": record.body_sha256,
         "incident_id": record.incident_id, "kind": record.kind,
         "payload": dict(record.payload), "max_attempts": record.max_attempts, "now": now,
     }
@@ -39,6 +40,7 @@ def _delivery_values() -> dict[str, Any]:
         "outcome": "enqueued",
         "incident_id": bindparam("incident_id", type_=String),
         "received_at": bindparam("now", type_=UTCDateTime),
+        "body_sha256": bindparam("body_sha256", type_=String),
     }
 
 
@@ -93,13 +95,15 @@ class Statements:
             from sqlalchemy.dialects.sqlite import insert
         typed = {
             "source": String(), "delivery_id": String(), "event": String(),
-            "incident_id": String(), "kind": String(), "payload": _jobs.c.payload.type,
-            "max_attempts": Integer(), "now": UTCDateTime(),
+            "body_sha256": String(), "incident_id": String(), "kind": String(),
+            "payload": _jobs.c.payload.type, "max_attempts": Integer(), "now": UTCDateTime(),
         }
         delivery = (
             insert(_deliveries)
             .values(**_delivery_values())
-            .on_conflict_do_nothing(index_elements=["source", "delivery_id"])
+            # No conflict target: a clash on either unique key, (source, delivery_id) or
+            # (source, body_sha256), makes it a redelivery, in the same one statement.
+            .on_conflict_do_nothing()
             .returning(_deliveries.c.id)
         )
         if self.postgresql:
@@ -115,7 +119,9 @@ class Statements:
             self.both = _Compiled(both, dialect, typed)
         else:
             self.delivery = _Compiled(delivery, dialect, {
-                k: typed[k] for k in ("source", "delivery_id", "event", "incident_id", "now")})
+                k: typed[k]
+                for k in ("source", "delivery_id", "event", "body_sha256", "incident_id", "now")
+            })
             self.job = _Compiled(
                 insert(_jobs).values(**_job_values()).returning(_jobs.c.id), dialect,
                 {k: typed[k] for k in ("kind", "incident_id", "payload", "max_attempts",

@@ -78,6 +78,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("source", "delivery_id"),
+        # The delivery id is not signed; the body is. A signed body sent again under a
+        # made-up id is a redelivery too (migration 0006).
+        Index(None, "source", "body_sha256", unique=True),
         _one_of("source", TRACKERS, "source"),
         _one_of("outcome", DELIVERY_OUTCOMES, "outcome"),
     )
@@ -92,6 +95,8 @@ class Delivery(Base):
     # No index either: nothing reads deliveries by incident, and every index is one more
     # page for the webhook's commit to write (migration 0004).
     incident_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    # SHA-256 (hex) of the signed body as received; null for rows written before 0006.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
 
     @validates("source")
     def _source(self, _key: str, value: str) -> str | None:
@@ -389,6 +394,11 @@ class User(Base):
     # `pmguard users list`. The rate limit itself lives in web.auth, not here.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_login_at: Mapped[datetime | None]
+    # Part of every session's id (web.auth): signing out or changing the password moves
+    # it on, so a copy of an older session cookie stops loading the user at once instead
+    # of working until the cookie expires.
+    # Nullable only for migration 0005's sake (see there); every row has a value.
+    session_generation: Mapped[int | None] = mapped_column(Integer, default=0)
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user",

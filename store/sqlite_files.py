@@ -15,6 +15,19 @@ from pathlib import Path
 log = logging.getLogger("pmguard.intake")
 
 
+def create_private(database: Path) -> None:
+    """Create a SQLite file's directory (0700) and the file itself (0600) unless they
+    exist, before SQLite opens it: it would create the file 0644 under the usual umask.
+    SQLite gives the -wal, -shm and -journal files the database file's own mode.
+
+    They hold password hashes and the text of every postmortem checked. Existing files
+    and directories keep the mode they have: an administrator may have chosen it."""
+    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # O_EXCL-free on purpose: another process creating it at the same moment is fine.
+    fd = os.open(database, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
 class WriterLock:
     """An advisory lock shared by every process writing one SQLite file; a no-op for
     other databases and for in-memory SQLite. SQLite's own busy handler polls with sleeps

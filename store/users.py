@@ -37,6 +37,27 @@ TOKEN_PREFIX = "pmg_"
 # would be a write, and on SQLite writes queue behind one lock.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+MIN_DISTINCT_CHARACTERS = 5  # "aaaaaaaaaaaa" and "abababababab" are long, not strong
+# The words and keyboard runs that lead every leaked-password list; a password whose core
+# (what is left without leading and trailing digits and symbols, and without l33t
+# spelling or repetition) is one of them is refused. Short on purpose: a long list would
+# refuse real passphrases for little gain once 12 characters are required.
+COMMON_WORDS = frozenset("""
+    password passwort passphrase letmein welcome admin administrator root changeme
+    iloveyou trustno monkey dragon football baseball soccer hockey sunshine princess
+    master superman batman shadow michael jordan starwars whatever secret login access
+    hello freedom summer winter spring autumn abc test guest default incident postmortem
+    pmguard company qwerty azerty qwertz
+""".split())
+KEYBOARD_RUNS = (
+    "01234567890123456789", "98765432109876543210", "abcdefghijklmnopqrstuvwxyz",
+    "zyxwvutsrqponmlkjihgfedcba", "qwertyuiopasdfghjklzxcvbnm", "azertyuiopqsdfghjklmwxcvbn",
+    "qwertzuiopasdfghjklyxcvbnm", "1qaz2wsx3edc4rfv5tgb6yhn7ujm", "1q2w3e4r5t6y7u8i9o0p",
+    "qazwsxedcrfvtgbyhnujmikolp", "poiuytrewqlkjhgfdsamnbvcxz",
+)
+_LEET = str.maketrans("0134578@$!", "oieastbasi")
+_EDGES = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+
 # Module-level so a test suite can swap in cheaper parameters; production keeps these.
 PASSWORD_HASHER = PasswordHasher()
 
@@ -104,10 +125,35 @@ def check_password(password: str, username: str = "") -> None:
         raise WeakPassword(f"password too long: use at most {MAX_PASSWORD_LENGTH} characters")
     if not password.strip():
         raise WeakPassword("password is only whitespace")
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise WeakPassword(
+            "password has too few different characters: use at least "
+            f"{MIN_DISTINCT_CHARACTERS}"
+        )
     # Only names long enough to matter: "password contains 'al'" would refuse half of all
     # passphrases for no gain.
-    if len(username) >= 4 and username.lower() in password.lower():
+    if username and (password.lower() == username.lower()
+                     or (len(username) >= 4 and username.lower() in password.lower())):
         raise WeakPassword("password contains the username")
+    if _is_common(password):
+        raise WeakPassword(
+            "password is too common: it is a well-known word or keyboard run with digits "
+            "or symbols around it; a few unrelated words make a better one"
+        )
+
+
+def _is_common(password: str) -> bool:
+    lowered = password.lower()
+    core = _EDGES.sub("", lowered).replace(" ", "")
+    if not core:
+        core = lowered  # digits and symbols only: "123456789012" is a keyboard run
+    else:
+        core = core.translate(_LEET)
+        repeated = re.fullmatch(r"(.+?)\1+", core)
+        core = repeated.group(1) if repeated else core
+    if core in COMMON_WORDS:
+        return True
+    return len(core) >= 4 and any(core in run for run in KEYBOARD_RUNS)
 
 
 def hash_password(password: str) -> str:
@@ -193,13 +239,24 @@ def set_role(session: Session, username: str, role: str) -> User:
 
 def set_password(session: Session, username: str, password: str) -> User:
     """Replace the password. Signed-in sessions end too: web.auth ties a session to the
-    password hash it was opened with. Failed-attempt counts start again."""
+    password hash and session generation it was opened with. Failed-attempt counts start
+    again."""
     user = require_user(session, username)
     check_password(password, user.username)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
+    user.session_generation = (user.session_generation or 0) + 1
     session.flush()
     return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every signed-in session of the user (web.auth ties a session to the user's
+    session generation); the next sign-in opens a fresh one."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_generation = (user.session_generation or 0) + 1
+        session.flush()
 
 
 @dataclass(frozen=True)

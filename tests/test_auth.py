@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from flask import Blueprint, Flask, jsonify
 from flask_login import current_user
 from sqlalchemy import select
 
+from app import create_app
+from settings import SettingsError, load_settings
 from store import users as store_users
 from store.db import session_scope
 from store.models import ApiToken, User
@@ -29,7 +32,7 @@ from tests.web_helpers import (  # noqa: F401
     login,
     signed_in,
 )
-from web.auth import LIMITER, MemoryLoginLimiter, requires, safe_next
+from web.auth import IP_LIMIT, LIMITER, MemoryLoginLimiter, requires, safe_next
 
 ROLES = ("engineer", "incident_manager", "admin")
 
@@ -183,31 +186,86 @@ def test_wrong_password_or_unknown_user_gets_one_message(app: Flask, username: s
         assert user.failed_logins == 1 and user.last_failed_login_at is not None
 
 
-def test_five_failures_per_username_then_429_even_with_the_right_password(app: Flask) -> None:
-    for i in range(5):
-        # From different addresses: the per-username limit alone must trip.
-        client = app.test_client()
-        client.environ_base["REMOTE_ADDR"] = f"10.0.0.{i + 1}"
-        assert login(client, "engineer", "wrong password here").status_code == 200
+def from_address(app: Flask, address: str, **headers: str):
     client = app.test_client()
-    client.environ_base["REMOTE_ADDR"] = "10.0.0.99"
-    r = login(client, "engineer")
+    client.environ_base["REMOTE_ADDR"] = address
+    client.environ_base.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    return client
+
+
+@pytest.fixture
+def pauses(app: Flask) -> list[float]:
+    """The limiter's slow-downs, recorded instead of slept."""
+    slept: list[float] = []
+    app.extensions[LIMITER] = MemoryLoginLimiter(sleep=slept.append)
+    return slept
+
+
+def test_strangers_cannot_lock_out_a_named_user(app: Flask, pauses: list[float]) -> None:
+    # Twenty wrong passwords for "admin" from twenty other addresses...
+    for i in range(20):
+        r = login(from_address(app, f"10.0.1.{i + 1}"), "admin", "wrong password here")
+        assert r.status_code == 200
+    # ...slow sign-ins for that name down, but the admin still signs in from their own.
+    assert login(from_address(app, "10.0.0.7"), "admin").status_code == 302
+    assert pauses and max(pauses) <= MemoryLoginLimiter.MAX_PAUSE
+
+
+def test_failures_for_a_name_only_slow_it_down_a_little(app: Flask, pauses: list[float]) -> None:
+    for i in range(5):
+        login(from_address(app, f"10.0.1.{i + 1}"), "engineer", "wrong password here")
+    assert pauses == []  # the first few mistakes cost nothing
+    for i in range(5, 30):
+        login(from_address(app, f"10.0.1.{i + 1}"), "engineer", "wrong password here")
+    assert pauses == sorted(pauses) and 0 < pauses[0] < pauses[-1] == MemoryLoginLimiter.MAX_PAUSE
+
+
+def test_five_failures_from_one_address_for_one_user_then_429(app: Flask) -> None:
+    attacker = from_address(app, "10.0.0.66")
+    for _ in range(5):
+        assert login(attacker, "engineer", "wrong password here").status_code == 200
+    r = login(attacker, "engineer")  # even the right password is not tried any more
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) > 0
     assert "Too many failed sign-in attempts" in r.get_data(as_text=True)
-    # Other accounts are not affected.
-    assert login(client, "admin").status_code == 302
+    # The same account from elsewhere, and other accounts from there, are not affected.
+    assert login(from_address(app, "10.0.0.7"), "engineer").status_code == 302
+    assert login(attacker, "admin").status_code == 302
 
 
-def test_five_failures_per_address_then_429_and_the_window_passes(app: Flask) -> None:
+def test_one_address_failing_against_many_users_is_limited(app: Flask) -> None:
     now = [1000.0]
-    app.extensions[LIMITER] = MemoryLoginLimiter(clock=lambda: now[0])
+    app.extensions[LIMITER] = MemoryLoginLimiter(clock=lambda: now[0], sleep=lambda _s: None)
     client = app.test_client()
-    for i in range(5):
+    for i in range(IP_LIMIT):
         assert login(client, f"someone{i}", "wrong password here").status_code == 200
     assert login(client, "admin").status_code == 429  # a new name, same address
+    assert login(from_address(app, "10.0.0.7"), "admin").status_code == 302
     now[0] += timedelta(minutes=15).total_seconds()
     assert login(client, "admin").status_code == 302
+
+
+@pytest.mark.parametrize("hops", [0, 1])
+def test_client_address_comes_from_trusted_proxies_only(env: ServiceEnv, hops: int) -> None:
+    app = create_app(replace(env.service.settings, trusted_proxies=hops), service=env.service)
+    for i in range(5):
+        # Every request arrives from the proxy; the client is in X-Forwarded-For.
+        client = from_address(app, "10.9.9.9", x_forwarded_for=f"203.0.113.{i % 2}")
+        assert login(client, "engineer", "wrong password here").status_code == 200
+    third = from_address(app, "10.9.9.9", x_forwarded_for="203.0.113.3")
+    if hops:
+        # Behind the proxy each client counts on its own: one's mistakes lock nobody out.
+        assert login(third, "engineer").status_code == 302
+    else:
+        # Without a trusted proxy the header is the client's to forge, so it is ignored.
+        assert login(third, "engineer").status_code == 429
+
+
+def test_trusted_proxies_setting(tmp_path: Path) -> None:
+    assert load_settings(env={}).trusted_proxies == 0
+    assert load_settings(env={"PMGUARD_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+    with pytest.raises(SettingsError, match="trusted_proxies"):
+        load_settings(env={"PMGUARD_TRUSTED_PROXIES": "-1"})
 
 
 def test_successful_login_clears_the_username_count(app: Flask) -> None:
@@ -244,6 +302,33 @@ def test_logout_is_a_post_that_ends_the_session(app: Flask) -> None:
     r = client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
     assert r.status_code == 302 and r.headers["Location"] == "/login"
     assert client.get("/account").status_code == 302
+
+
+def copy_of(app: Flask, client) -> object:
+    """Another browser holding a copy of `client`'s session cookie."""
+    thief = app.test_client()
+    cookie = client.get_cookie("session")
+    thief.set_cookie("session", cookie.value)
+    return thief
+
+
+def test_sign_out_ends_the_session_on_the_server(app: Flask) -> None:
+    client = signed_in(app, "engineer")
+    thief = copy_of(app, client)
+    assert thief.get("/account").status_code == 200  # the copy works while signed in
+    r = client.post("/logout", data={"csrf_token": csrf_token(client, "/account")})
+    assert r.status_code == 302
+    # The copied cookie is still validly signed and unexpired, but no longer loads a user.
+    r = thief.get("/account")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    assert db_user(app, "engineer").session_generation == 1
+    # Signing in again opens a new session that works.
+    assert signed_in(app, "engineer").get("/account").status_code == 200
+
+
+def test_a_password_change_moves_the_session_generation(app: Flask) -> None:
+    run(app, store_users.set_password, "engineer", "a brand new passphrase")
+    assert db_user(app, "engineer").session_generation == 1
 
 
 def test_anonymous_page_request_redirects_to_login_and_back(app: Flask) -> None:
@@ -564,6 +649,19 @@ def test_change_password_keeps_this_session(app: Flask) -> None:
     assert login(app.test_client(), "engineer", "another long passphrase").status_code == 302
 
 
+@pytest.mark.parametrize("new", ["aaaaaaaaaaaa", "Password2024!", "engineer-engineer"])
+def test_change_password_refuses_weak_ones(app: Flask, new: str) -> None:
+    client = signed_in(app, "engineer")
+    r = client.post("/account/password", data={
+        "current": PASSWORD, "new": new, "confirm": new,
+        "csrf_token": csrf_token(client, "/account"),
+    })
+    assert r.status_code == 400
+    assert re.search(r"too few different|too common|contains the username", r.get_data(
+        as_text=True))
+    assert login(app.test_client(), "engineer").status_code == 302  # the old one stands
+
+
 def test_the_nav_shows_each_role_the_pages_it_may_open(app: Flask) -> None:
     admin = signed_in(app, "admin").get("/account").get_data(as_text=True)
     engineer = signed_in(app, "engineer").get("/account").get_data(as_text=True)
@@ -623,3 +721,24 @@ def test_memory_limiter_window_reset_and_bounded_size() -> None:
     for key in "bcdef":
         limiter.failed([key])
     assert len(limiter._failures) <= 3
+
+
+# --- response headers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/login", "/account", "/healthz", "/nowhere", "/api/probe/read"])
+def test_every_response_forbids_framing_and_sniffing(app: Flask, path: str) -> None:
+    r = signed_in(app, "admin").get(path)
+    csp = r.headers.get("Content-Security-Policy", "")
+    assert "frame-ancestors 'none'" in csp
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert r.headers.get("X-Frame-Options") == "DENY"
+    assert r.headers.get("X-Content-Type-Options") == "nosniff"
+    assert r.headers.get("Referrer-Policy") == "same-origin"
+
+
+def test_signed_webhook_answers_carry_the_headers_too(env: ServiceEnv) -> None:
+    r = env.app.test_client().post("/webhooks/github", data=b"{}")
+    assert r.status_code == 401
+    assert r.headers.get("X-Frame-Options") == "DENY"

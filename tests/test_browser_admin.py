@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import argon2
 import pytest
@@ -131,9 +132,27 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
+# Console messages about the Content-Security-Policy: a page that needs an inline script or
+# style the policy refuses would log one, and must not.
+CSP_VIOLATIONS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations() -> Iterator[None]:
+    CSP_VIOLATIONS.clear()
+    yield
+    assert CSP_VIOLATIONS == []
+
+
+def _watch_csp(message: Any) -> None:
+    if "Content Security Policy" in message.text:
+        CSP_VIOLATIONS.append(message.text)
+
+
 def sign_in(browser: Browser, base: str, username: str) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    page.on("console", _watch_csp)
     page.set_default_timeout(15_000)
     page.goto(f"{base}/login")
     page.fill("#username", username)
@@ -182,9 +201,8 @@ def test_admin_tunes_a_rule_and_rolls_back(
     # The playground as you type: our script posts the text and the draft to the lint API.
     sample = "Kai forgot the <script>window.pwned = 1</script> toggle.\n\nA sloppy rollout plan."
     page.fill("#sample", sample)
-    page.wait_for_function(
-        "document.querySelector('#live .live-status').textContent.includes('under the draft')"
-    )
+    # A locator wait, not wait_for_function: the page's CSP (no eval) holds in tests too.
+    page.locator("#live .live-status", has_text="under the draft").wait_for()
     live_marks = page.locator("#live mark").all_inner_texts()
     assert "sloppy" in live_marks and "forgot" in live_marks
     # ... and on submit, the draft beside the pack in force, the text escaped.

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_serve_without_configuration_runs_the_demo(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMGUARD_")}
-    env.update({"PMGUARD_DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env.update({"PMGUARD_DATA_DIR": str(tmp_path), "PYTHONPATH": pythonpath})
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--port", str(port)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

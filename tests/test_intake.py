@@ -92,6 +92,19 @@ def test_a_redelivery_is_recorded_once_and_answers_none(engine: Engine) -> None:
     assert counts(engine) == (2, 2)
 
 
+def test_a_replayed_body_under_a_new_delivery_id_is_a_duplicate(engine: Engine) -> None:
+    # The delivery id is not signed, the body is: a captured delivery sent again with a
+    # made-up id must not make another job.
+    intake = Intake(engine)
+    body = "ab" * 32
+    assert intake.accept(record("first", body_sha256=body)) is not None
+    assert intake.accept(record("made-up", body_sha256=body)) is None
+    assert intake.accept(record("other", body_sha256="cd" * 32)) is not None
+    # Rows without a body hash (recorded by other paths) never collide with each other.
+    assert intake.accept(record("x1")) is not None and intake.accept(record("x2")) is not None
+    assert counts(engine) == (4, 4)
+
+
 def test_a_delivery_without_its_id_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="delivery id"):
         Intake(engine).accept(record(""))

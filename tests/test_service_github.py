@@ -144,10 +144,13 @@ def test_concurrent_deliveries_for_one_incident_leave_one_comment(env) -> None:
     number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
     env.fake.close_issue(REPO, number)
     payload = issue_payload(env.fake, number, "closed")
+    # Six distinct deliveries (a repeated body would be a replay): their timestamps differ.
+    payloads = [{**payload, "issue": {**payload["issue"], "updated_at": f"2026-01-01T00:00:0{i}Z"}}
+                for i in range(6)]
     codes = []
     threads = [
-        threading.Thread(target=lambda: codes.append(env.github("issues", payload).status_code))
-        for _ in range(6)
+        threading.Thread(target=lambda p=p: codes.append(env.github("issues", p).status_code))
+        for p in payloads
     ]
     for t in threads:
         t.start()

@@ -610,3 +610,41 @@ def test_urls_pick_the_installed_postgres_driver() -> None:
     assert normalise_url("postgres://u@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("sqlite:///x.db").drivername == "sqlite"
+
+
+# --- file permissions -------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    # The usual default: files 0644 and directories 0755 unless created otherwise.
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_the_data_directory_and_database_files_are_private(
+    tmp_path: Path, umask_022: None
+) -> None:
+    # Password hashes and every postmortem's text live here: nobody else on the machine
+    # may read them, whatever the umask.
+    from settings import Settings, secret_key
+    from worker.jobs import make_huey
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    engine = make_engine(settings.database)
+    try:
+        with engine.begin() as connection:  # WAL mode: the -wal and -shm files appear
+            connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            connection.execute(text("INSERT INTO t VALUES (1)"))
+        huey = make_huey(settings)
+        huey.storage.enqueue(b"job", 0)
+        secret_key(settings)
+        assert {"pmguard.db", "pmguard.db-wal", "pmguard.db-shm", "queue.db",
+                "secret_key"} <= {p.name for p in data.iterdir()}
+        assert data.stat().st_mode & 0o777 == 0o700
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in data.iterdir()}
+        assert set(modes.values()) == {"0o600"}, modes
+    finally:
+        engine.dispose()

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import argon2
 import pytest
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 
-from store import queries as q
 from store import users as store_users
 from store.db import make_engine, session_factory, session_scope
 from store.migrate import current, downgrade, head, upgrade
 from store.models import ApiToken, AuditEntry, Base, User
+from store.types import utcnow
 
 CMD = [sys.executable, "-m", "cli", "users"]
 PASSWORD = "correct horse battery"
@@ -248,6 +248,28 @@ def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     engine.dispose()
 
 
+@pytest.mark.parametrize(("password", "reason"), [
+    ("aaaaaaaaaaaa", "too few different characters"),
+    ("abababababababab", "too few different characters"),
+    ("123412341234", "too few different characters"),
+    ("password1234", "too common"),
+    ("P@ssw0rd2024!", "too common"),
+    ("Qwertyuiop123", "too common"),
+    ("123456789012", "too common"),
+    ("incidentmanager", "contains the username"),
+])
+def test_weak_passwords_are_refused(password: str, reason: str) -> None:
+    with pytest.raises(store_users.WeakPassword, match=reason):
+        store_users.check_password(password, "incidentmanager")
+
+
+@pytest.mark.parametrize("password", [
+    PASSWORD, "Tr0ub4dor&3 horse", "9f8e7d6c5b4a", "pmguard rocks 2026", "passwords are long",
+])
+def test_reasonable_passwords_are_accepted(password: str) -> None:
+    store_users.check_password(password, "ana")
+
+
 def test_store_users_rules(sessions) -> None:
     with session_scope(sessions) as db:
         store_users.create_user(db, "Ana", PASSWORD, "engineer")
@@ -314,22 +336,35 @@ def test_0002_upgrades_a_0001_database_keeping_its_data_and_goes_back(empty_db: 
     upgrade(empty_db, "0001")
     engine = make_engine(empty_db)
     try:
-        with session_scope(session_factory(engine)) as session:
-            q.record_delivery(session, "github", "kept", "issues", "enqueued")
+        with engine.begin() as connection:
+            # The table as 0001 made it, not as the models are now (0006 adds a column).
+            connection.execute(text(
+                "INSERT INTO deliveries (source, delivery_id, event, received_at, outcome)"
+                " VALUES ('github', 'kept', 'issues', :now, 'enqueued')"), {"now": utcnow()})
         assert "users" not in _tables(engine)
 
         upgrade(empty_db, "0002")
         assert current(empty_db) == "0002"
         assert {"users", "api_tokens"} <= _tables(engine)
-        with session_scope(session_factory(engine)) as session:
-            assert not q.record_delivery(session, "github", "kept", "issues", "enqueued")
-            user = User(username="ana", password_hash="h", role="admin")
-            session.add(user)
-            session.flush()
-            session.add(ApiToken(user_id=user.id, name="ci", token_hash="0" * 64, prefix="pmg_"))
+        with engine.begin() as connection:
+            kept = "SELECT count(*) FROM deliveries WHERE delivery_id = 'kept'"
+            assert connection.scalar(text(kept)) == 1
+            # The tables as 0002 made them, not as the models are now (0005 adds a column).
+            connection.execute(text(
+                "INSERT INTO users (username, password_hash, role, disabled, created_at,"
+                " failed_logins) VALUES ('ana', 'h', 'admin', false, :now, 0)"), {"now": utcnow()})
+            connection.execute(text(
+                "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at)"
+                " SELECT id, 'ci', :hash, 'pmg_', created_at FROM users"), {"hash": "0" * 64})
         with engine.connect() as connection:
             uniques = inspect(connection).get_unique_constraints("users")
             assert [u["column_names"] for u in uniques] == [["username"]]
+
+        # Later revisions keep the user; 0005 starts its session generation at 0.
+        upgrade(empty_db)
+        with session_scope(session_factory(engine)) as session:
+            user = store_users.require_user(session, "ana")
+            assert user.session_generation == 0 and [t.name for t in user.tokens] == ["ci"]
 
         engine.dispose()
         downgrade(empty_db, "0001")

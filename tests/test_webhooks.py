@@ -95,6 +95,17 @@ def test_relevant_event_is_durably_enqueued_with_202(env) -> None:
         assert job.status == "queued" and job.payload["delivery"] == "abc"
 
 
+def test_a_replayed_body_with_a_new_delivery_id_makes_no_new_job(env) -> None:
+    assert env.github("issues", closed_payload(), delivery="real").status_code == 202
+    r = env.github("issues", closed_payload(), delivery="replayed-with-a-new-id")
+    assert r.status_code == 200 and r.get_json()["status"] == "duplicate"
+    from store import queries
+    from store.db import session_scope
+
+    with session_scope(env.service.sessions) as session:
+        assert len(queries.recent_jobs(session)) == 1
+
+
 def test_form_encoded_deliveries_are_read_too(env) -> None:
     from urllib.parse import urlencode
 
@@ -128,3 +139,86 @@ def test_no_secret_configured_refuses_everything(tmp_path: Path) -> None:
     e = ServiceEnv(settings, "pmguard-nosecret")
     assert e.github("issues", closed_payload()).status_code == 401
     e.stop()
+
+
+# --- signed but malformed bodies: 400 with a message, never a 500 ----------------------
+
+
+@pytest.fixture
+def jira_env(tmp_path: Path):
+    e = ServiceEnv(
+        make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", "",
+                      jira_url="https://acme.atlassian.net", jira_email="a@b.c",
+                      jira_token="t"),
+        "pmguard-webhooks-jira",
+    )
+    yield e
+    e.stop()
+
+
+def signed_github(env, body: bytes, event: str = "issues", delivery: str = "m1"):
+    return env.client.post("/webhooks/github", data=body, headers={
+        "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign_github(SECRET.encode(), body),
+        "Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("depth", [50_000, 200])
+def test_deeply_nested_json_is_400(env, depth: int) -> None:
+    body = b'{"action": "closed", "issue": ' + b"[" * depth + b"]" * depth + b"}"
+    r = signed_github(env, body)
+    assert r.status_code == 400
+    assert "nested" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"labels": 5}, "issue.labels"),
+    ({"labels": ["incident"]}, "issue.labels"),
+    ({"number": {"n": 3}}, "issue.number"),
+    ({"state_reason": ["completed"]}, "issue.state_reason"),
+])
+def test_github_fields_of_the_wrong_shape_are_400(env, change: dict, field: str) -> None:
+    payload = closed_payload()
+    payload["issue"].update(change)
+    r = env.github("issues", payload)
+    assert r.status_code == 400
+    assert r.get_json()["error"].startswith("malformed payload") and field in r.get_json()[
+        "error"]
+
+
+def test_github_repository_of_the_wrong_shape_is_400(env) -> None:
+    r = env.github("issues", {**closed_payload(), "repository": {"full_name": 7}})
+    assert r.status_code == 400 and "repository.full_name" in r.get_json()["error"]
+
+
+def jira_comment(body) -> dict:
+    return {
+        "webhookEvent": "comment_created",
+        "issue": {"id": "10001", "key": "OPS-1", "fields": {
+            "status": {"statusCategory": {"key": "done"}}, "project": {"key": "OPS"}}},
+        "comment": {"body": body, "author": {"accountId": "u1"}},
+    }
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    (jira_comment({"type": "doc", "content": 5}), "comment.body"),
+    ({**jira_comment("hi"), "issue": {"key": {"k": 1}}}, "issue.key"),
+    ({**jira_comment("hi"), "webhookEvent": ["comment_created"]}, "webhookEvent"),
+    ({"webhookEvent": "jira:issue_updated", "issue": {"key": "OPS-1"},
+      "changelog": {"items": 5}}, "changelog.items"),
+])
+def test_jira_fields_of_the_wrong_shape_are_400(jira_env, payload: dict, field: str) -> None:
+    r = jira_env.jira(payload)
+    assert r.status_code == 400
+    assert r.get_json()["error"].startswith("malformed payload") and field in r.get_json()[
+        "error"]
+
+
+def test_unknown_event_names_share_one_metrics_series(env) -> None:
+    from worker.metrics import DELIVERIES
+
+    for i in range(3):
+        assert env.github(f"made-up-{i}", {"zen": "x"}).status_code == 204
+    events = {s.labels["event"] for m in DELIVERIES.collect() for s in m.samples}
+    assert not any(e.startswith("made-up") for e in events)
+    assert "other" in events

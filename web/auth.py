@@ -85,7 +85,12 @@ bp = Blueprint("auth", __name__)
 
 ROLE_LABELS = {"engineer": "Engineer", "incident_manager": "Incident manager", "admin": "Admin"}
 LIMITER = "pmguard_login_limiter"  # app.extensions key of the LoginLimiter
-LOGIN_LIMIT = 5
+# Failed sign-ins in LOGIN_WINDOW before the next attempt is refused (429). Counted per
+# (address, username), so a stranger's guesses never lock the account's owner out, and per
+# address, so one address cannot guess its way through many accounts either. Failures for
+# a username from everywhere only slow sign-ins for it down (MemoryLoginLimiter.pause).
+LOGIN_LIMIT = 5  # per address and username
+IP_LIMIT = 20  # per address, whatever the usernames
 LOGIN_WINDOW = timedelta(minutes=15)
 HOME = "/incidents"  # the dashboard's start page, once that blueprint is registered
 
@@ -118,12 +123,14 @@ class Principal(UserMixin):
         return ROLE_LABELS.get(self.role, self.role)
 
 
-def _password_stamp(password_hash: str) -> str:
+def _session_stamp(user: User) -> str:
     # Part of the id kept in the session cookie: resetting a password changes the hash,
-    # so every session opened with the old password stops loading. Keyed with the app
-    # secret so the (signed but readable) cookie says nothing about the hash.
+    # and signing out moves the session generation on, so every session opened before
+    # stops loading, copies of its cookie included. Keyed with the app secret so the
+    # (signed but readable) cookie says nothing about the hash.
     key = str(current_app.secret_key).encode()
-    return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()[:24]
+    material = f"{user.password_hash}\n{user.session_generation or 0}".encode()
+    return hmac.new(key, material, hashlib.sha256).hexdigest()[:24]
 
 
 def _principal(user: User, token_id: int | None = None) -> Principal:
@@ -131,7 +138,7 @@ def _principal(user: User, token_id: int | None = None) -> Principal:
         id=user.id,
         username=user.username,
         role=user.role,
-        session_key=f"{user.id}:{_password_stamp(user.password_hash)}",
+        session_key=f"{user.id}:{_session_stamp(user)}",
         token_id=token_id,
     )
 
@@ -167,7 +174,7 @@ def _load_from_session(session_key: str) -> Principal | None:
         user = db.get(User, int(user_id))
         if user is None or user.disabled:
             return None
-        if not hmac.compare_digest(stamp, _password_stamp(user.password_hash)):
+        if not hmac.compare_digest(stamp, _session_stamp(user)):
             return None
         return _principal(user)
 
@@ -303,10 +310,17 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 class LoginLimiter(Protocol):
-    """Counts failed sign-ins per key ("user:NAME", "ip:ADDRESS") in a sliding window."""
+    """Counts failed sign-ins per key ("ip:ADDRESS", "pair:ADDRESS NAME", "user:NAME") in
+    a sliding window."""
 
-    def retry_after(self, keys: Iterable[str]) -> int | None:
-        """Seconds until any of `keys` may try again, or None when none is blocked."""
+    def retry_after(self, keys: Iterable[str], limit: int | None = None) -> int | None:
+        """Seconds until any of `keys` may try again (`limit` failures in the window
+        block a key), or None when none is blocked."""
+        ...
+
+    def pause(self, key: str, free: int = LOGIN_LIMIT) -> None:
+        """Sleep a little when `key` has more than `free` recent failures: slows guessing
+        without ever refusing."""
         ...
 
     def failed(self, keys: Iterable[str]) -> None: ...
@@ -323,16 +337,22 @@ class MemoryLoginLimiter:
     set per key, ZREMRANGEBYSCORE + ZCARD) in app.extensions[LIMITER] for that.
     """
 
+    MAX_PAUSE = 2.0  # seconds: short enough that the account's owner barely notices
+    FIRST_PAUSE = 0.05  # doubled with every further failure, up to MAX_PAUSE
+    KEEP = 64  # failures remembered per key: more than any limit or pause needs
+
     def __init__(
         self,
         limit: int = LOGIN_LIMIT,
         window: timedelta = LOGIN_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         max_keys: int = 100_000,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.limit = limit
         self.window = window.total_seconds()
         self.clock = clock
+        self.sleep = sleep
         # Bounded, so a flood of made-up usernames cannot grow memory without end.
         self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
@@ -348,22 +368,29 @@ class MemoryLoginLimiter:
             del self._failures[key]
         return times
 
-    def retry_after(self, keys: Iterable[str]) -> int | None:
+    def retry_after(self, keys: Iterable[str], limit: int | None = None) -> int | None:
+        limit = min(limit or self.limit, self.KEEP)
         now = self.clock()
         waits = []
         with self._lock:
             for key in keys:
                 times = self._recent(key, now)
-                if len(times) >= self.limit:
-                    waits.append(times[-self.limit] + self.window - now)
+                if len(times) >= limit:
+                    waits.append(times[-limit] + self.window - now)
         return max(1, math.ceil(max(waits))) if waits else None
+
+    def pause(self, key: str, free: int = LOGIN_LIMIT) -> None:
+        with self._lock:
+            count = len(self._recent(key, self.clock()))
+        if count >= free:
+            self.sleep(min(self.MAX_PAUSE, self.FIRST_PAUSE * 2 ** (count - free)))
 
     def failed(self, keys: Iterable[str]) -> None:
         now = self.clock()
         with self._lock:
             for key in keys:
                 self._recent(key, now)
-                self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
+                self._failures.setdefault(key, deque(maxlen=self.KEEP)).append(now)
             if len(self._failures) > self.max_keys:
                 self._prune(now)
 
@@ -390,8 +417,18 @@ def _user_key(username: str) -> str:
     return f"user:{(username or '').strip().lower()[:64]}"
 
 
-def _limit_keys(username: str) -> list[str]:
-    return [_user_key(username), f"ip:{request.remote_addr or 'unknown'}"]
+def _address() -> str:
+    # The client's address: behind `trusted_proxies` proxies, ProxyFix (app.py) has taken
+    # it from X-Forwarded-For; otherwise that header is the client's own to forge.
+    return request.remote_addr or "unknown"
+
+
+def _pair_key(username: str) -> str:
+    return f"pair:{_address()} {_user_key(username)[5:]}"
+
+
+def _ip_key() -> str:
+    return f"ip:{_address()}"
 
 
 def _too_many(seconds: int) -> str:
@@ -485,8 +522,11 @@ def login() -> Response | str:
         return render_template("login.html", form=form)
 
     username = form.username.data or ""
-    keys = _limit_keys(username)
-    wait = _limiter().retry_after(keys)
+    limiter = _limiter()
+    wait = max(
+        limiter.retry_after([_pair_key(username)], LOGIN_LIMIT) or 0,
+        limiter.retry_after([_ip_key()], IP_LIMIT) or 0,
+    ) or None
     if wait is not None:
         # Refused before the password is even checked: no guess is tested while blocked.
         response = make_response(
@@ -494,6 +534,9 @@ def login() -> Response | str:
         )
         response.headers["Retry-After"] = str(wait)
         return response
+    # Failures for this name from anywhere only slow it down: a refusal here would let
+    # anyone lock a named admin out.
+    limiter.pause(_user_key(username))
 
     with session_scope(_sessions()) as db:
         result = store_users.authenticate(db, username, form.password.data or "")
@@ -502,10 +545,11 @@ def login() -> Response | str:
         message = "This account is disabled. An admin can enable it with `pmguard users enable`."
         return make_response(render_template("login.html", form=form, error=message), 403)
     if principal is None:
-        _limiter().failed(keys)
+        limiter.failed([_pair_key(username), _ip_key(), _user_key(username)])
         return render_template("login.html", form=form, error="Wrong username or password.")
 
-    _limiter().reset(_user_key(username))
+    limiter.reset(_pair_key(username))
+    limiter.reset(_user_key(username))
     # A fresh session for the signed-in user: nothing from before sign-in carries over.
     session.clear()
     # Not permanent: a browser-session cookie. Flask-Login treats permanent sessions as
@@ -517,6 +561,11 @@ def login() -> Response | str:
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        # Server-side: a copy of this session's cookie must stop working too, not only the
+        # cookie this browser is about to drop. Ends the user's other sessions as well.
+        with session_scope(_sessions()) as db:
+            store_users.end_sessions(db, current_user.id)
     logout_user()
     session.clear()
     flash("Signed out.", "info")
@@ -606,7 +655,9 @@ def change_password() -> Response:
     form = PasswordForm()
     if not form.validate_on_submit():
         return _render_account(password_form=form, status=400)
-    keys = [_user_key(current_user.username)]
+    # Its own key: only this signed-in user can fail it, and sign-in failures by others
+    # must not block it.
+    keys = [f"password:{current_user.id}"]
     wait = _limiter().retry_after(keys)
     if wait is not None:
         form.current.errors = [_too_many(wait)]

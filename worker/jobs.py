@@ -18,6 +18,7 @@ from connector.base import IncidentRef, TrackerError
 from settings import Settings
 from store import locks, queries
 from store.db import session_scope
+from store.sqlite_files import create_private
 from worker import metrics
 
 log = logging.getLogger("pmguard.worker")
@@ -31,8 +32,9 @@ STALE_AFTER = timedelta(minutes=10)  # a running job not heard of for this long 
 def make_huey(settings: Settings, *, name: str = "pmguard") -> SqliteHuey | RedisHuey:
     if settings.redis_url:
         return RedisHuey(name, url=settings.redis_url, utc=True)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(name, filename=str((settings.data_dir / "queue.db").resolve()), utc=True)
+    queue = (settings.data_dir / "queue.db").resolve()
+    create_private(queue)  # 0600 in a 0700 directory, like the database
+    return SqliteHuey(name, filename=str(queue), utc=True)
 
 
 def backoff(attempt: int, retry_after: float | None = None, base: float = BASE_DELAY) -> float:
