@@ -140,6 +140,9 @@ class ConfluenceClient:
         self._users: dict[tuple[str, str], str] = {}
 
     def page(self, page_id: str) -> Page:
+        if not page_id.isascii() or not page_id.isdigit():
+            # The id goes into the request path; only digits are an id.
+            raise TrackerError(f"{page_id!r} is not a Confluence page id", transient=False)
         data = self._get(
             f"/rest/api/content/{page_id}",
             {"expand": "body.storage,version"},

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 from jira import JIRA, JIRAError
 
+from connector import locators
 from connector.base import (
     CLOSED,
     INCIDENT_EDITED,
@@ -405,10 +406,13 @@ class JiraTracker:
 
     def fetch_postmortem(self, ref: PostmortemRef, *, site: str = "") -> Postmortem:
         """Read a postmortem: a Jira issue, a Confluence page, or a URL of either."""
+        # Ids are checked before they go into a request path: a key or page id comes from
+        # text anyone can write ("../../myself" would otherwise be requested as is).
         if ref.kind == "issue":
-            return self._issue_postmortem(ref, ref.locator)
+            return self._issue_postmortem(ref, locators.jira_key(ref.locator))
         if ref.kind == "confluence":
-            return self._page_postmortem(ref, PageTarget(page_id=ref.locator))
+            page_id = locators.confluence_page_id(ref.locator)
+            return self._page_postmortem(ref, PageTarget(page_id=page_id))
         if ref.kind == "url":
             url = ref.url or ref.locator
             if m := re.match(re.escape(self.site) + r"/browse/([A-Z][A-Z0-9_]*-\d+)\b", url):

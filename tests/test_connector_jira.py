@@ -885,3 +885,21 @@ def test_storage_to_text_survives_broken_markup():
 def test_tracker_needs_credentials():
     with pytest.raises(ValueError, match="jira.pat"):
         JiraTracker(SITE)
+
+
+@pytest.mark.parametrize(
+    ("kind", "locator", "message"),
+    [
+        ("issue", "../../myself", "Jira issue key"),
+        ("issue", "OPS-1/../../../myself", "Jira issue key"),
+        ("issue", "ops-1", "Jira issue key"),
+        ("confluence", "501/../../user", "page id"),
+        ("confluence", "%2e%2e", "page id"),
+        ("confluence", "", "page id"),
+    ],
+)
+def test_bad_ids_are_refused_before_any_request(fake, kind, locator, message):
+    with pytest.raises(TrackerError, match=message) as info:
+        tracker(fake).fetch_postmortem(PostmortemRef(kind, locator))
+    assert not info.value.transient
+    assert fake.requests == []
