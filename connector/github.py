@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from math import ceil
-from urllib.parse import urlsplit
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, RateLimitExceededException
@@ -446,13 +445,7 @@ class GitHubTracker:
 
     def web_hosts(self) -> set[str]:
         """Hosts whose issue and blob URLs this site's API reads."""
-        return github_web_hosts(self.site)
-
-
-def github_web_hosts(site: str) -> set[str]:
-    # api.github.com serves github.com; Enterprise serves the API under host/api/v3.
-    host = urlsplit(site).netloc.lower()
-    return {host, host.removeprefix("api.")}
+        return locators.github_web_hosts(self.site)
 
 
 def github_error(exc: GithubException, call: str, target: str) -> TrackerError:

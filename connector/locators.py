@@ -154,6 +154,13 @@ def github_url(url: str, hosts: set[str]) -> GitHubIssue | GitHubFile | None:
     return GitHubFile(owner, repo, repository_path("/".join(segments[4:])), git_ref(segments[3]))
 
 
+def github_web_hosts(site: str) -> set[str]:
+    """Hosts whose issue and blob URLs the GitHub API at `site` reads."""
+    # api.github.com serves github.com; Enterprise serves the API under host/api/v3.
+    host = urlsplit(site).netloc.lower()
+    return {host, host.removeprefix("api.")}
+
+
 def jira_key(text: str) -> str:
     """A Jira issue key (OPS-12), or BadReference."""
     if not JIRA_KEY.match(text):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from connector.base import GITHUB, Incident
 from nlp.model import Finding
-from rules.incident_policy import IncidentPolicy
+from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
 from rules.verdict import MISSING, NEEDS_REVIEW, Verdict
 
 GITHUB_MARKER = "<!-- pmguard:check v1 -->"
@@ -66,6 +66,11 @@ def render(
                                   github) for c in verdict.checks)
         lines.append("")
         lines.append(f"Checked: {checked}.")
+    if verdict.not_read:
+        lines.append(
+            f"{'-' if github else '*'} Too many postmortem references; read the first "
+            f"{MAX_POSTMORTEM_REFS}, and {verdict.not_read} more were not read."
+        )
     lines.append("")
     command = _code(policy.recheck_command, github)
     lines.append(f"Edit the postmortem or comment {command} to check again.")

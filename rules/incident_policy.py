@@ -10,13 +10,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from connector import locators
 from connector.base import GITHUB, Incident, PostmortemRef
 from rules.policy import ActionPolicy, PolicyError
 
 ENFORCEMENTS = ("comment", "reopen")
+# How many distinct postmortem references one check reads; the rest are reported as not
+# read. It bounds the API calls and stored analyses an incident's text can cause.
+MAX_POSTMORTEM_REFS = 10
 SEVERITY_LABEL = re.compile(r"^(?:sev|severity|p)[\s:_-]*([0-9])$", re.IGNORECASE)
 # "Postmortem: #12", "Post-mortem - org/repo#12", "PIR: https://…"
 LINK_LINE = re.compile(
@@ -135,7 +140,11 @@ def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> In
 
 def postmortem_refs(incident: Incident, *, bot_marker: str = "") -> list[PostmortemRef]:
     """Postmortems the incident links: tracker links first, then "Postmortem: …" lines in
-    its body and comments (the service's own comment excepted)."""
+    its body and comments (the service's own comment excepted).
+
+    Each reference is normalised (`normalise_ref`) and duplicates go: "#4", "#04",
+    "ACME/Ops#4" and the issue's URL are one reference, kept as first written.
+    """
     refs = list(incident.linked)
     comments = [c.body for c in incident.comments if not (bot_marker and bot_marker in c.body)]
     for text in [incident.body, *comments]:
@@ -143,13 +152,84 @@ def postmortem_refs(incident: Incident, *, bot_marker: str = "") -> list[Postmor
             ref = _parse_ref(match.group("ref").strip("<>()[]`*_.,;"), incident)
             if ref is not None:
                 refs.append(ref)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple] = set()
     out = []
     for ref in refs:
-        if (ref.kind, ref.locator) not in seen:
-            seen.add((ref.kind, ref.locator))
+        ref = normalise_ref(ref, incident)
+        key = _identity(ref)
+        if key not in seen:
+            seen.add(key)
             out.append(ref)
     return out
+
+
+def bounded_refs(
+    refs: list[PostmortemRef], limit: int = MAX_POSTMORTEM_REFS
+) -> tuple[list[PostmortemRef], list[PostmortemRef]]:
+    """(the first `limit` references, to read; the rest, reported as not read)."""
+    return refs[:limit], refs[limit:]
+
+
+def normalise_ref(ref: PostmortemRef, incident: Incident) -> PostmortemRef:
+    """The canonical form of a reference, as far as it can be known without a request.
+
+    GitHub: issue numbers without leading zeros; an issue or blob URL on the incident's own
+    GitHub becomes the issue or file ref it names (anchor, query and trailing slash
+    dropped). Jira: a /browse/ URL on the incident's site becomes the issue key. A reference
+    that does not parse is kept as written; the read decision reports why it is not read.
+    """
+    url = ref.url or ref.locator
+    try:
+        if incident.ref.tracker == GITHUB:
+            if ref.kind == "url":
+                target = locators.github_url(url, _github_hosts(incident))
+                if target is not None:
+                    kind = "issue" if isinstance(target, locators.GitHubIssue) else "file"
+                    return PostmortemRef(kind, target.locator, ref.url)
+            elif ref.kind == "issue":
+                return replace(ref, locator=locators.github_issue(ref.locator).locator)
+            elif ref.kind == "file":
+                return replace(ref, locator=locators.github_file(ref.locator).locator)
+        elif ref.kind == "url":
+            browse = re.match(
+                re.escape(incident.ref.site.rstrip("/")) + r"/browse/([^/?#]+)/?(?:[?#].*)?$", url
+            )
+            if browse:
+                return PostmortemRef("issue", _jira_key(browse.group(1)), ref.url)
+        elif ref.kind == "issue":
+            return replace(ref, locator=_jira_key(ref.locator))
+    except locators.BadReference:
+        pass
+    return ref
+
+
+def _jira_key(text: str) -> str:
+    project = locators.jira_project(text)
+    return f"{project}-{int(text.rsplit('-', 1)[1])}"
+
+
+def _github_hosts(incident: Incident) -> set[str]:
+    hosts = locators.github_web_hosts(incident.ref.site)
+    if incident.url:
+        hosts.add(urlsplit(incident.url).netloc.lower())
+    return hosts
+
+
+def _identity(ref: PostmortemRef) -> tuple:
+    """What makes two normalised references the same postmortem (GitHub names ignore case)."""
+    try:
+        if ref.kind == "issue" and "/" in ref.locator:
+            issue = locators.github_issue(ref.locator)
+            return ("issue", issue.project.lower(), issue.number)
+        if ref.kind == "file":
+            file = locators.github_file(ref.locator)
+            return ("file", file.project.lower(), file.path, file.ref)
+    except locators.BadReference:
+        pass
+    if ref.kind == "url":
+        parts = urlsplit(ref.url or ref.locator)
+        return ("url", parts._replace(fragment="", path=parts.path.rstrip("/")).geturl())
+    return (ref.kind, ref.locator)
 
 
 def _parse_ref(text: str, incident: Incident) -> PostmortemRef | None:

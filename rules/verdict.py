@@ -33,6 +33,8 @@ class Verdict:
     status: str
     checks: tuple[PostmortemCheck, ...]
     unreadable: tuple[tuple[PostmortemRef, str], ...] = ()
+    # References past MAX_POSTMORTEM_REFS: reported, never read.
+    not_read: int = 0
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
@@ -48,10 +50,12 @@ def check(
     unreadable: Sequence[tuple[PostmortemRef, str]] = (),
     dismissed: Collection[str] = (),
     model: str | None = None,
+    not_read: int = 0,
 ) -> Verdict:
-    """`dismissed` holds fingerprints reviewers marked false positive or waived."""
+    """`dismissed` holds fingerprints reviewers marked false positive or waived; `not_read`
+    counts references past the cap on how many one check reads."""
     if not postmortems:
-        return Verdict(MISSING, (), tuple(unreadable))
+        return Verdict(MISSING, (), tuple(unreadable), not_read)
     threshold = severity_rank(policy.review_at)
     checks = []
     for pm in postmortems:
@@ -71,4 +75,4 @@ def check(
         )
         checks.append(PostmortemCheck(pm, analysis, open_findings))
     status = NEEDS_REVIEW if any(c.open_findings for c in checks) else OK
-    return Verdict(status, tuple(checks), tuple(unreadable))
+    return Verdict(status, tuple(checks), tuple(unreadable), not_read)

@@ -7,7 +7,9 @@ import pytest
 from connector.base import Comment, Incident, IncidentRef, PostmortemRef
 from rules import comment
 from rules.incident_policy import (
+    MAX_POSTMORTEM_REFS,
     IncidentPolicy,
+    bounded_refs,
     policy_from_mapping,
     postmortem_refs,
     repository_policy,
@@ -31,12 +33,15 @@ def incident(body: str = "", comments=(), labels=("incident",), severity=None, l
     [
         ("Postmortem: #12", PostmortemRef("issue", "acme/ops#12")),
         ("post-mortem - acme/pm#3", PostmortemRef("issue", "acme/pm#3")),
+        # URLs on the incident's own GitHub become the issue or file they name, so a URL
+        # and "#77" are one reference.
         ("**Postmortem:** https://github.com/acme/docs/blob/main/pm/2026-11.md",
-         PostmortemRef("url", "https://github.com/acme/docs/blob/main/pm/2026-11.md",
+         PostmortemRef("file", "acme/docs:pm/2026-11.md@main",
                        "https://github.com/acme/docs/blob/main/pm/2026-11.md")),
         ("PIR: https://github.com/acme/ops/issues/77",
-         PostmortemRef("url", "https://github.com/acme/ops/issues/77",
-                       "https://github.com/acme/ops/issues/77")),
+         PostmortemRef("issue", "acme/ops#77", "https://github.com/acme/ops/issues/77")),
+        ("Postmortem: https://docs.example.com/pm/7",
+         PostmortemRef("url", "https://docs.example.com/pm/7", "https://docs.example.com/pm/7")),
     ],
 )
 def test_link_lines_in_the_body(text: str, expected: PostmortemRef) -> None:
@@ -101,3 +106,43 @@ def test_roster_has_author_assignees_commenters_and_mentions() -> None:
         comments=(Comment("1", "cy", "thanks @dee"),),
     )
     assert inc.roster == ("ana", "bo", "cy", "@ines.k", "@sre-team", "@dee")
+
+
+def test_the_same_issue_written_many_ways_is_one_reference() -> None:
+    lines = [
+        "Postmortem: #4", "Postmortem: #04", "Postmortem: #004", "PIR: ACME/Ops#4",
+        "Postmortem: acme/ops#0004", "Postmortem: https://github.com/acme/ops/issues/4",
+        "Postmortem: https://github.com/Acme/OPS/issues/04/",
+        "Postmortem: https://github.com/acme/ops/issues/4#issuecomment-9",
+        "Postmortem: <https://github.com/acme/ops/issues/4?x=1>",
+    ]
+    assert postmortem_refs(incident("\n".join(lines * 25))) == [
+        PostmortemRef("issue", "acme/ops#4")
+    ]
+
+
+def test_the_same_file_written_many_ways_is_one_reference() -> None:
+    url = "https://github.com/acme/docs/blob/main/pm/db.md"
+    forms = (url, f"{url}#L3", f"{url}?plain=1", url.replace("acme", "ACME"))
+    body = "\n".join(f"Postmortem: {u}" for u in forms)
+    assert [r.locator for r in postmortem_refs(incident(body))] == ["acme/docs:pm/db.md@main"]
+
+
+def test_the_same_jira_issue_by_key_and_by_url_is_one_reference() -> None:
+    ref = IncidentRef("jira", "https://acme.atlassian.net", "OPS", "OPS-1")
+    inc = Incident(
+        ref=ref, title="t", body="Postmortem: PIR-7\nPIR: https://acme.atlassian.net/browse/PIR-7",
+        body_format="jira", state="closed", url="https://acme.atlassian.net/browse/OPS-1",
+        linked=(PostmortemRef("issue", "PIR-7", "https://acme.atlassian.net/browse/PIR-7"),),
+    )
+    assert [r.locator for r in postmortem_refs(inc)] == ["PIR-7"]
+
+
+def test_references_are_capped_and_the_rest_reported() -> None:
+    body = "\n".join(f"Postmortem: #{n}" for n in range(1, 201))
+    refs = postmortem_refs(incident(body))
+    assert len(refs) == 200
+    read, skipped = bounded_refs(refs)
+    assert MAX_POSTMORTEM_REFS == 10
+    assert [r.locator for r in read] == [f"acme/ops#{n}" for n in range(1, 11)]
+    assert len(skipped) == 190

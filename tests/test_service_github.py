@@ -13,7 +13,7 @@ import pytest
 from rules.comment import GITHUB_MARKER
 from store import queries
 from store.db import session_scope
-from store.models import Job
+from store.models import Analysis, Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
 
@@ -386,3 +386,38 @@ def test_a_burst_of_deliveries_reaches_the_queue_as_one_message_and_all_are_chec
         wait_until(lambda n=number: our_comments(env.fake, n), what=f"comment on #{number}")
     assert sorted(len(b) for b in batches) == [5]
     assert all(len(our_comments(env.fake, n)) == 1 for n in numbers)
+
+
+# ---- scoped, bounded postmortem reads (issue 9) ---------------------------------------
+
+
+def postmortem_reads(env, pattern: str) -> list:
+    return env.fake.calls("GET", pattern)
+
+
+def test_one_issue_written_two_hundred_ways_is_read_once(env) -> None:
+    pm = env.fake.add_issue(REPO, "Postmortem", CLEAN_PM, labels=["postmortem"])
+    forms = [f"#{pm}", f"#0{pm}", f"#00{pm}", f"{REPO.upper()}#{pm}",
+             f"{env.fake.web_url}/{REPO}/issues/{pm}/",
+             f"{env.fake.web_url}/{REPO}/issues/0{pm}#issuecomment-1"]
+    body = "\n".join(f"Postmortem: {forms[i % len(forms)]}" for i in range(200))
+    number = env.fake.add_issue(REPO, "Checkout down", body, labels=["incident"])
+    assert close(env, number).status_code == 202
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number))
+    assert len(postmortem_reads(env, rf"^/repos/{REPO}/issues/{pm}$")) == 1
+    with session_scope(env.service.sessions) as session:
+        incident_id = f"github:{env.fake.url}:{REPO}#{number}"
+        assert session.query(Analysis).filter_by(incident_id=incident_id).count() == 1
+
+
+def test_references_beyond_the_cap_are_reported_not_read(env) -> None:
+    from rules.incident_policy import MAX_POSTMORTEM_REFS
+
+    body = "\n".join(f"Postmortem: #{n}" for n in range(1000, 1200))
+    number = env.fake.add_issue(REPO, "Checkout down", body, labels=["incident"])
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    reads = postmortem_reads(env, rf"^/repos/{REPO}/issues/1\d\d\d$")
+    assert len(reads) == MAX_POSTMORTEM_REFS
+    assert f"read the first {MAX_POSTMORTEM_REFS}" in comment["body"]
+    assert "190 more" in comment["body"]

@@ -15,6 +15,7 @@ from connector.base import GITHUB, Incident, IncidentRef, NotFound, Postmortem, 
 from rules import comment
 from rules.incident_policy import (
     IncidentPolicy,
+    bounded_refs,
     postmortem_refs,
     repository_policy,
     severity_from_labels,
@@ -55,7 +56,10 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
         return _report_waived(service, tracker, incident, policy, waiver, reason)
     postmortems: list[Postmortem] = []
     unreadable = []
-    for pm_ref in postmortem_refs(incident, bot_marker=marker):
+    # Bounded before anything is read: an incident's text decides how many requests and
+    # stored analyses a check makes, so past the cap references are only counted.
+    to_read, not_read = bounded_refs(postmortem_refs(incident, bot_marker=marker))
+    for pm_ref in to_read:
         try:
             postmortems.append(tracker.fetch_postmortem(pm_ref, site=ref.site))
         except NotFound as exc:
@@ -67,7 +71,8 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
     with session_scope(service.sessions) as session:
         dismissed = queries.dismissed_fingerprints(session, ref.id)
     verdict = check(
-        incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed
+        incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed,
+        not_read=len(not_read),
     )
     for finding in verdict.open_findings:
         metrics.FINDINGS.labels(finding.rule).inc()
