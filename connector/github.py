@@ -33,8 +33,10 @@ from connector.base import (
     Incident,
     IncidentRef,
     NotFound,
+    OutsideScope,
     Postmortem,
     PostmortemRef,
+    ReadScope,
     TrackerError,
     WebhookEvent,
 )
@@ -262,12 +264,18 @@ class GitHubTracker:
                 linked=tuple(dict.fromkeys(linked)),
             )
 
-    def fetch_postmortem(self, ref: PostmortemRef, *, site: str = "") -> Postmortem:
+    def fetch_postmortem(
+        self, ref: PostmortemRef, *, site: str = "", scope: ReadScope | None = None
+    ) -> Postmortem:
+        """Read a postmortem issue or file. With `scope`, one in a repository outside it is
+        refused before any request (OutsideScope)."""
         if ref.kind == "url":
-            return self.fetch_postmortem(self.ref_from_url(ref.url or ref.locator), site=site)
+            resolved = self.ref_from_url(ref.url or ref.locator)
+            return self.fetch_postmortem(resolved, site=site, scope=scope)
         if ref.kind == "issue":
             # Parsed and checked first: the API path is built from these parts only.
             issue_ref = locators.github_issue(ref.locator)
+            _check_scope(scope, issue_ref.project, ref.locator)
             with self._errors("fetch_postmortem", ref.locator, issue_ref.project):
                 issue = self._repo(issue_ref.project).get_issue(issue_ref.number)
                 return Postmortem(
@@ -280,6 +288,7 @@ class GitHubTracker:
                 )
         if ref.kind == "file":
             file_ref = locators.github_file(ref.locator)
+            _check_scope(scope, file_ref.project, ref.locator)
             path = file_ref.path
             with self._errors("fetch_postmortem", ref.locator, file_ref.project):
                 content = self._repo(file_ref.project).get_contents(
@@ -495,6 +504,11 @@ def retry_after(
         except ValueError:
             pass
     return None
+
+
+def _check_scope(scope: ReadScope | None, project: str, what: str) -> None:
+    if scope is not None and not scope.allows_github(project):
+        raise OutsideScope(what)
 
 
 def _file_text(content, what: str) -> str:

@@ -6,7 +6,7 @@ edit its own comment instead of stacking a second one.
 
 from __future__ import annotations
 
-from connector.base import GITHUB, Incident
+from connector.base import GITHUB, OUTSIDE, Incident
 from nlp.model import Finding
 from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
 from rules.verdict import MISSING, NEEDS_REVIEW, Verdict
@@ -66,10 +66,19 @@ def render(
                                   github) for c in verdict.checks)
         lines.append("")
         lines.append(f"Checked: {checked}.")
+    if verdict.refused or verdict.not_read:
+        lines.append("")
+    for ref in verdict.refused:
+        # Only the reference as the incident wrote it: nothing of the postmortem was read.
+        lines.append(
+            f"- The linked postmortem {_code(ref.locator, github)} was not read: it is "
+            f"{OUTSIDE} (this incident's own {'repository' if github else 'project'} and "
+            f"the places the service's policy names)."
+        )
     if verdict.not_read:
         lines.append(
-            f"{'-' if github else '*'} Too many postmortem references; read the first "
-            f"{MAX_POSTMORTEM_REFS}, and {verdict.not_read} more were not read."
+            f"- Too many postmortem references; read the first {MAX_POSTMORTEM_REFS}, and "
+            f"{verdict.not_read} more were not read."
         )
     lines.append("")
     command = _code(policy.recheck_command, github)

@@ -35,6 +35,9 @@ class Verdict:
     unreadable: tuple[tuple[PostmortemRef, str], ...] = ()
     # References past MAX_POSTMORTEM_REFS: reported, never read.
     not_read: int = 0
+    # References outside the allowed places (rules.incident_policy.read_scope): never read,
+    # so nothing of them is known but the reference itself.
+    refused: tuple[PostmortemRef, ...] = ()
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
@@ -51,11 +54,13 @@ def check(
     dismissed: Collection[str] = (),
     model: str | None = None,
     not_read: int = 0,
+    refused: Sequence[PostmortemRef] = (),
 ) -> Verdict:
     """`dismissed` holds fingerprints reviewers marked false positive or waived; `not_read`
-    counts references past the cap on how many one check reads."""
+    counts references past the cap on how many one check reads; `refused` are references
+    outside the allowed places."""
     if not postmortems:
-        return Verdict(MISSING, (), tuple(unreadable), not_read)
+        return Verdict(MISSING, (), tuple(unreadable), not_read, tuple(refused))
     threshold = severity_rank(policy.review_at)
     checks = []
     for pm in postmortems:
@@ -75,4 +80,4 @@ def check(
         )
         checks.append(PostmortemCheck(pm, analysis, open_findings))
     status = NEEDS_REVIEW if any(c.open_findings for c in checks) else OK
-    return Verdict(status, tuple(checks), tuple(unreadable), not_read)
+    return Verdict(status, tuple(checks), tuple(unreadable), not_read, tuple(refused))

@@ -846,3 +846,22 @@ def test_a_dotted_repository_name_and_a_branch_with_dots_are_still_read(gh: Fake
     pm = make_tracker(gh).fetch_postmortem(PostmortemRef("url", url, url), site="")
     assert pm.text == "# Dots\n"
     assert gh.requests[-1][1] == "/repos/acme/.github/contents/pm/v1.2.md"
+
+
+def test_a_scope_refuses_other_repositories_before_any_request(gh: FakeGitHub) -> None:
+    from connector.base import OutsideScope, ReadScope
+
+    gh.add_repo("acme/secret", private=True)
+    gh.add_file("acme/secret", "pm.md", "secret\n")
+    pm = gh.add_issue("acme/secret", "PM", "secret", labels=["postmortem"])
+    scope = ReadScope(github=frozenset({REPO}))
+    tracker = make_tracker(gh)
+    blob = f"{gh.web_url}/acme/secret/blob/main/pm.md"
+    for ref in (PostmortemRef("issue", f"acme/secret#{pm}"),
+                PostmortemRef("file", "acme/secret:pm.md"), PostmortemRef("url", blob, blob)):
+        with pytest.raises(OutsideScope, match="outside the allowed places"):
+            tracker.fetch_postmortem(ref, site="", scope=scope)
+    assert gh.requests == []
+    gh.add_file(REPO, "pm.md", "ours\n")
+    own = tracker.fetch_postmortem(PostmortemRef("file", "ACME/Web:pm.md"), scope=scope)
+    assert own.text == "ours\n"

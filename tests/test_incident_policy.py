@@ -146,3 +146,116 @@ def test_references_are_capped_and_the_rest_reported() -> None:
     assert MAX_POSTMORTEM_REFS == 10
     assert [r.locator for r in read] == [f"acme/ops#{n}" for n in range(1, 11)]
     assert len(skipped) == 190
+
+
+# ---- where postmortems may be read from ------------------------------------------------
+
+
+def jira_incident(body: str = "", linked=()) -> Incident:
+    return Incident(
+        ref=IncidentRef("jira", "https://acme.atlassian.net", "OPS", "OPS-1"), title="t",
+        body=body, body_format="jira", state="closed",
+        url="https://acme.atlassian.net/browse/OPS-1", linked=linked,
+    )
+
+
+def refusal(ref: PostmortemRef, inc: Incident, policy: IncidentPolicy | None = None,
+            watched=()):
+    from rules.incident_policy import read_refusal, read_scope
+
+    scope = read_scope(inc, policy or IncidentPolicy(), watched=watched)
+    return read_refusal(ref, inc, scope)
+
+
+def test_postmortem_sources_parse_and_validate() -> None:
+    policy = policy_from_mapping(
+        {"postmortem_sources": {"github": ["acme/postmortems"], "jira": ["PIR"],
+                                "confluence": ["ENG", "~ana"]}},
+        "policy",
+    )
+    assert policy.postmortem_sources.github == ("acme/postmortems",)
+    assert policy.postmortem_sources.jira == ("PIR",)
+    assert policy.postmortem_sources.confluence == ("ENG", "~ana")
+    assert IncidentPolicy().postmortem_sources.github == ()
+    for bad, message in [
+        ({"github": "acme/pm"}, "maps github, jira and confluence"),
+        ({"gitlab": ["a/b"]}, "maps github, jira and confluence"),
+        ({"github": ["acme"]}, "'acme' is not owner/repo"),
+        ({"github": ["../.."]}, "not owner/repo"),
+        ({"jira": ["pir"]}, "not a Jira project key"),
+        ({"confluence": ["EN G"]}, "not a Confluence space key"),
+    ]:
+        with pytest.raises(PolicyError, match=f"p.yml: .*{message}"):
+            policy_from_mapping({"postmortem_sources": bad}, "p.yml")
+
+
+def test_a_github_incident_reads_only_its_own_repository_by_default() -> None:
+    own = PostmortemRef("issue", "acme/ops#12")
+    other_issue = PostmortemRef("issue", "acme/secret#3")
+    other_file = PostmortemRef("file", "acme/secret:docs/pm.md@main")
+    assert refusal(own, incident()) is None
+    assert refusal(PostmortemRef("issue", "ACME/OPS#12"), incident()) is None
+    for ref in (other_issue, other_file):
+        decided = refusal(ref, incident())
+        assert decided is not None and decided.outside
+        assert decided.reason == "outside the allowed places"
+
+
+def test_the_policy_widens_and_watched_repositories_bound() -> None:
+    policy = policy_from_mapping({"postmortem_sources": {"github": ["acme/postmortems"]}}, "p")
+    ref = PostmortemRef("file", "Acme/Postmortems:2026/db.md")
+    assert refusal(ref, incident(), policy) is None
+    assert refusal(ref, incident(), policy, watched=("acme/ops", "acme/postmortems")) is None
+    assert refusal(ref, incident(), policy, watched=("acme/ops",)).outside
+    # The incident's own repository outside the watched list is not read either.
+    assert refusal(PostmortemRef("issue", "acme/ops#1"), incident(), watched=("acme/x",)).outside
+
+
+def test_unsafe_or_foreign_github_references_are_refused_with_a_reason() -> None:
+    bad = refusal(PostmortemRef("issue", "../..#3"), incident())
+    assert bad is not None and not bad.outside and "not a GitHub repository" in bad.reason
+    foreign = refusal(PostmortemRef("url", "https://gitlab.com/a/b", "https://gitlab.com/a/b"),
+                      incident())
+    assert foreign is not None and not foreign.outside
+
+
+def test_a_repository_config_may_narrow_but_never_widen_the_places() -> None:
+    base = policy_from_mapping(
+        {"postmortem_sources": {"github": ["acme/postmortems", "acme/handbook"]}}, "service"
+    )
+    widened = repository_policy(
+        "postmortem_sources:\n  github: [acme/secret-infra, acme/postmortems]\n", base,
+        "acme/ops/.github/pmguard.yml",
+    )
+    assert widened.postmortem_sources.github == ("acme/postmortems",)
+    assert refusal(PostmortemRef("issue", "acme/secret-infra#1"), incident(), widened).outside
+    narrowed = repository_policy("postmortem_sources: {github: []}\n", base, "r")
+    assert narrowed.postmortem_sources.github == ()
+    untouched = repository_policy("enforcement: reopen\n", base, "r")
+    assert untouched.postmortem_sources == base.postmortem_sources
+
+
+def test_a_jira_incident_reads_its_own_project_and_named_places_only() -> None:
+    policy = policy_from_mapping(
+        {"postmortem_sources": {"jira": ["PIR"], "confluence": ["ENG"]}}, "p"
+    )
+    inc = jira_incident()
+    assert refusal(PostmortemRef("issue", "OPS-7"), inc) is None
+    assert refusal(PostmortemRef("issue", "SEC-7"), inc).outside
+    assert refusal(PostmortemRef("issue", "PIR-7"), inc).outside
+    assert refusal(PostmortemRef("issue", "PIR-7"), inc, policy) is None
+    # Pages: no space named -> refused without a request; a page id -> the connector checks.
+    assert refusal(PostmortemRef("confluence", "123"), inc).outside
+    assert refusal(PostmortemRef("confluence", "123"), inc, policy) is None
+    sec = "https://acme.atlassian.net/wiki/spaces/SEC/pages/123/x"
+    assert refusal(PostmortemRef("confluence", "123", sec), inc, policy).outside
+    wiki = "https://acme.atlassian.net/wiki"
+    for url, outside in [
+        (f"{wiki}/spaces/SEC/pages/123/Title", True),
+        (f"{wiki}/display/SEC/Title", True),
+        (f"{wiki}/spaces/ENG/pages/123/Title", False),
+        (f"{wiki}/pages/viewpage.action?pageId=123", False),
+    ]:
+        decided = refusal(PostmortemRef("url", url, url), inc, policy)
+        assert (decided is not None and decided.outside) == outside, url
+    assert refusal(PostmortemRef("url", f"{wiki}/pages/viewpage.action?pageId=1", ""), inc).outside

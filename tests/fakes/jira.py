@@ -1070,6 +1070,22 @@ class FakeJira(LocalServer):
             }
         else:
             data["_expandable"]["version"] = ""
+        if "space" in expand:
+            key = page["space"]
+            data["space"] = {
+                "id": 98000 + sum(map(ord, key)),
+                "key": key,
+                "name": key.title(),
+                "type": "global",
+                "status": "current",
+                "_links": {
+                    "webui": f"/spaces/{key}",
+                    "self": f"{self.url}/wiki/rest/api/space/{key}",
+                },
+                "_expandable": {"homepage": "", "description": "", "metadata": ""},
+            }
+        else:
+            data["_expandable"]["space"] = f"/rest/api/space/{page['space']}"
         if "body.storage" in expand:
             data["body"] = {
                 "storage": {"value": page["storage"], "representation": "storage"},
