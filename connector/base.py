@@ -125,6 +125,9 @@ class Postmortem:
     format: str  # markdown | jira | adf | text
     url: str
     updated_at: datetime | None = None
+    # Where it was read from, for people: "repository acme/ops", "Jira project PIR",
+    # "Confluence space ENG".
+    source: str = ""
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ class Page:
     storage: str
     url: str
     updated_at: datetime | None = None
+    space: str = ""
 
 
 class ConfluenceClient:
@@ -199,12 +200,11 @@ class ConfluenceClient:
         return data.get("displayName") or data.get("publicName") or data.get("username")
 
     def _page(self, data: dict, spaces: Collection[str] | None = None, what: str = "") -> Page:
-        if spaces is not None:
-            # Checked on the page's own answer, before its body is used: an id or a URL
-            # does not prove which space a page is in. No space in the answer: refused.
-            space = str((data.get("space") or {}).get("key") or "")
-            if not space or space.upper() not in {s.upper() for s in spaces}:
-                raise OutsideScope(what or "the Confluence page")
+        space = str((data.get("space") or {}).get("key") or "")
+        # Checked on the page's own answer, before its body is used: an id or a URL does
+        # not prove which space a page is in. No space in the answer: refused.
+        if spaces is not None and space.upper() not in {s.upper() for s in spaces if s}:
+            raise OutsideScope(what or "the Confluence page")
         links = data.get("_links") or {}
         base = links.get("base") or self.base_url
         url = f"{base}{links['webui']}" if links.get("webui") else ""
@@ -215,6 +215,7 @@ class ConfluenceClient:
             storage=((data.get("body") or {}).get("storage") or {}).get("value") or "",
             url=url,
             updated_at=parse_time(version.get("when")),
+            space=space,
         )
 
     def _get(self, path: str, params: dict, what: str) -> dict:

@@ -285,6 +285,7 @@ class GitHubTracker:
                     format="markdown",
                     url=issue.html_url,
                     updated_at=issue.updated_at,
+                    source=f"repository {issue_ref.project}",
                 )
         if ref.kind == "file":
             file_ref = locators.github_file(ref.locator)
@@ -301,6 +302,7 @@ class GitHubTracker:
                     text=text,
                     format="markdown" if path.lower().endswith(_MARKDOWN_SUFFIXES) else "text",
                     url=content.html_url or ref.url,
+                    source=f"repository {file_ref.project}",
                 )
         raise TrackerError(f"GitHub cannot read a postmortem of kind {ref.kind!r}", transient=False)
 

@@ -453,6 +453,7 @@ class JiraTracker:
             format=fmt,
             url=self._browse(key),
             updated_at=parse_time(fields.get("updated")),
+            source=f"Jira project {_project_of(key)}",
         )
 
     def _page_postmortem(
@@ -472,6 +473,7 @@ class JiraTracker:
             format="markdown",
             url=page.url or ref.url,
             updated_at=page.updated_at,
+            source=f"Confluence space {page.space}" if page.space else "Confluence",
         )
 
     def _comments(self, key: str, total: int | None = None) -> list:

@@ -864,4 +864,4 @@ def test_a_scope_refuses_other_repositories_before_any_request(gh: FakeGitHub) -
     assert gh.requests == []
     gh.add_file(REPO, "pm.md", "ours\n")
     own = tracker.fetch_postmortem(PostmortemRef("file", "ACME/Web:pm.md"), scope=scope)
-    assert own.text == "ours\n"
+    assert own.text == "ours\n" and own.source.lower() == "repository acme/web"

@@ -930,4 +930,7 @@ def test_a_scope_refuses_other_projects_and_spaces(fake):
         t.fetch_postmortem(PostmortemRef("confluence", "901"), scope=scope)
     assert "secret" not in str(info.value).replace("Secret", "")
     assert fake.calls("GET", r"/content/901$")
-    assert t.fetch_postmortem(PostmortemRef("url", ok_page, ok_page), scope=scope).text
+    ours = t.fetch_postmortem(PostmortemRef("url", ok_page, ok_page), scope=scope)
+    assert ours.text == "our words\n" and ours.source == "Confluence space ENG"
+    issue = t.fetch_postmortem(PostmortemRef("issue", fake.add_issue("OPS", "PM", "x")))
+    assert issue.source == "Jira project OPS"

@@ -258,7 +258,9 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
                     for f in analysis.findings
                 ],
                 action_items=[a.to_dict() for a in analysis.action_items],
-                summary={"open": len(pm_check.open_findings), "reason": reason},
+                summary={
+                    "open": len(pm_check.open_findings), "reason": reason, "source": pm.source
+                },
             )
         queries.audit(
             session,
