@@ -281,9 +281,13 @@ def read_refusal(ref: PostmortemRef, incident: Incident, scope: ReadScope) -> Re
                 if not scope.allows_github(target.project):
                     return Refusal(OUTSIDE, outside=True)
             elif ref.kind == "url":
-                # Not normalised into an issue or file: another site, a pull request, a tree.
-                url = ref.url or ref.locator
-                return Refusal(f"{url} is not an issue or file on this GitHub", outside=False)
+                # Not normalised into an issue or file: an unsafe one (BadReference, below),
+                # or another site, a pull request, a tree.
+                target = locators.github_url(ref.url or ref.locator, _github_hosts(incident))
+                if target is None:
+                    return Refusal("not an issue or file on this GitHub", outside=False)
+                if not scope.allows_github(target.project):
+                    return Refusal(OUTSIDE, outside=True)
             return None
         if ref.kind == "issue":
             if not scope.allows_jira(locators.jira_project(ref.locator)):

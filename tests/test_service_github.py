@@ -530,3 +530,16 @@ def test_watched_repositories_apply_to_postmortems(env) -> None:
     [comment] = wait_until(lambda: our_comments(env.fake, number))
     assert OUTSIDE in comment["body"]
     assert postmortem_reads(env, r"^/repos/acme/postmortems") == []
+
+
+def test_a_traversal_in_a_blob_url_never_reaches_another_api_path(env) -> None:
+    url = f"{env.fake.web_url}/{REPO}/blob/main/../../../../user"
+    encoded = f"{env.fake.web_url}/{REPO}/blob/main/%2e%2e/%2e%2e/%2e%2e/%2e%2e/user"
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: {url}\nPIR: {encoded}", labels=["incident"]
+    )
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    assert env.fake.calls("GET", r"^/user") == []
+    assert env.fake.calls("GET", rf"^/repos/{REPO}/contents/(?!\.github/pmguard.yml)") == []
+    assert comment["body"].count("contains a '..' segment") == 2, comment["body"]
