@@ -259,3 +259,20 @@ def test_a_jira_incident_reads_its_own_project_and_named_places_only() -> None:
         decided = refusal(PostmortemRef("url", url, url), inc, policy)
         assert (decided is not None and decided.outside) == outside, url
     assert refusal(PostmortemRef("url", f"{wiki}/pages/viewpage.action?pageId=1", ""), inc).outside
+
+
+def test_the_comment_says_a_reference_is_outside_and_how_many_were_not_read() -> None:
+    from rules.verdict import MISSING, check
+
+    refused = PostmortemRef("file", "acme/secret:docs/pm.md@main", "https://x/secret")
+    verdict = check(incident(), [], IncidentPolicy(), refused=[refused], not_read=3)
+    assert verdict.status == MISSING and verdict.refused == (refused,)
+    body = comment.render(incident(), verdict, IncidentPolicy())
+    assert ("- The linked postmortem `acme/secret:docs/pm.md@main` was not read: it is outside "
+            "the allowed places") in body
+    assert "read the first 10, and 3 more were not read" in body
+    jira = comment.render(jira_incident(), check(jira_incident(), [], IncidentPolicy(),
+                                                 refused=[PostmortemRef("issue", "SEC-1")]),
+                          IncidentPolicy())
+    assert "{{SEC-1}} was not read: it is outside the allowed places (this incident's own " \
+           "project" in jira
