@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import click
 
+from nlp.limits import MAX_SOURCE_CHARS
 from nlp.model import SEVERITIES
 
 FORMATS = ("text", "json", "sarif")
@@ -153,6 +154,7 @@ def lint(
     # Imported here so that --help, --version and input errors stay fast.
     from nlp import report
     from nlp.analysis import analyse
+    from nlp.limits import TooLarge
     from nlp.text import TextFormatError, detect_format
     from rules.policy import ActionPolicy, PolicyError
 
@@ -182,7 +184,7 @@ def lint(
                 model=model,
                 include_blockquotes=not no_blockquotes,
             )
-        except TextFormatError as exc:
+        except (TextFormatError, TooLarge) as exc:
             raise CliError(f"{name}: {exc}") from None
         results.append((name, source, analysis))
 
@@ -201,22 +203,29 @@ def lint(
 
 def _read_input(path: str, stdin_filename: str | None) -> tuple[str, str, str]:
     """(path as given, name to report, source text); CliError naming the file on failure."""
+    # Read at most what could pass the size limit (UTF-8 takes up to 4 bytes a character),
+    # so a huge file or an endless pipe is refused without being held in memory.
+    cap = 4 * MAX_SOURCE_CHARS + 1
     if path == STDIN:
         name = stdin_filename or STDIN_NAME
-        data = sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read(cap)
     else:
         name = path
         p = Path(path)
         if p.is_dir():
             raise CliError(f"{path}: is a directory; pass the postmortem files inside it")
         try:
-            data = p.read_bytes()
+            with p.open("rb") as file:
+                data = file.read(cap)
         except FileNotFoundError:
             raise CliError(f"{path}: no such file") from None
         except PermissionError:
             raise CliError(f"{path}: permission denied") from None
         except OSError as exc:
             raise CliError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) >= cap:
+        raise CliError(f"{name}: too large to check: over {cap - 1:,} bytes (the limit is "
+                       f"{MAX_SOURCE_CHARS:,} characters)")
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as exc:

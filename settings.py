@@ -14,7 +14,10 @@ from typing import Any
 
 import yaml
 
+from rules.safe_yaml import YamlRefused, load_yaml
+
 DEFAULT_CONFIG = "pmguard.yml"
+MAX_CONFIG_CHARS = 1024 * 1024  # far beyond any real settings file
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own payload cap
 
 
@@ -74,6 +77,11 @@ class Settings:
     log_format: str = "text"  # text | json
     max_attempts: int = 8  # tracker retries before a job is marked failed
     tracker_timeout: int = 15  # seconds per tracker API call; a timeout is retried
+    # Postmortems are analysed in this many worker processes, never in the web's or the
+    # queue worker's own (spaCy holds the GIL); a check past its budget is stopped and
+    # reported as "took too long to check".
+    analysis_processes: int = 2
+    analysis_timeout: float = 60.0  # seconds of analysis per check and per /api/v1/lint call
     # The workers reconcile on their own this often (0: never), looking back this far:
     # GitHub never redelivers a failed webhook, and a missed one would go unchecked.
     reconcile_every_hours: int = 24
@@ -113,6 +121,8 @@ ENV = {
     "PMGUARD_LOG_FORMAT": ("", "log_format"),
     "PMGUARD_MAX_ATTEMPTS": ("", "max_attempts"),
     "PMGUARD_TRACKER_TIMEOUT": ("", "tracker_timeout"),
+    "PMGUARD_ANALYSIS_PROCESSES": ("", "analysis_processes"),
+    "PMGUARD_ANALYSIS_TIMEOUT": ("", "analysis_timeout"),
     "PMGUARD_RECONCILE_EVERY_HOURS": ("", "reconcile_every_hours"),
     "PMGUARD_INTAKE_DURABILITY": ("", "intake_durability"),
     "PMGUARD_RECONCILE_WINDOW_HOURS": ("", "reconcile_window_hours"),
@@ -159,8 +169,12 @@ def _read_yaml(path: Path, *, required: bool) -> dict:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"config file {path} cannot be read: {exc}") from None
+    if len(text) > MAX_CONFIG_CHARS:
+        raise SettingsError(f"config file {path}: over {MAX_CONFIG_CHARS} characters")
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text, f"config file {path}") or {}
+    except YamlRefused as exc:
+        raise SettingsError(str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -211,6 +225,10 @@ def _build(raw: dict) -> Settings:
     if settings.intake_durability not in ("power-cut", "process-crash"):
         raise SettingsError(
             "setting 'intake_durability' must be 'power-cut' or 'process-crash'")
+    if settings.analysis_processes < 1:
+        raise SettingsError("setting 'analysis_processes' must be 1 or more")
+    if not settings.analysis_timeout > 0:
+        raise SettingsError("setting 'analysis_timeout' must be more than 0 seconds")
     if settings.reconcile_every_hours < 0:
         raise SettingsError("setting 'reconcile_every_hours' must be 0 (off) or more")
     if settings.reconcile_every_hours and \
@@ -256,6 +274,10 @@ def _coerce(f: Any, value: Any, name: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
         if kind == "Path":
             return Path(str(value)).expanduser()
         if kind == "dict":

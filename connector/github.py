@@ -319,18 +319,26 @@ class GitHubTracker:
     def upsert_comment(self, ref: IncidentRef, marker: str, body: str) -> str:
         with self._errors("upsert_comment", ref.display, ref.project):
             issue = self._issue(ref)
-            found = None
+            mine, first = [], None
             for comment in issue.get_comments():  # every page: the marker may be anywhere
                 if marker not in (comment.body or ""):
                     continue
                 if self._is_bot(comment.user):
-                    found = comment
-                    break
-                found = found or comment
+                    mine.append(comment)
+                first = first or comment
+            found = mine[0] if mine else first
             if found is None:
                 return str(issue.create_comment(body).id)
             if found.body != body:  # an unchanged PATCH still costs a write and a webhook
                 found.edit(body)
+            # A create whose answer was lost (a timeout, then a retry) can land after the
+            # retry looked: two comments. The oldest stays, the others go, so one is kept.
+            for extra in mine[1:]:
+                try:
+                    extra.delete()
+                except GithubException as exc:
+                    if exc.status != 404:  # already gone: the goal holds
+                        raise
             return str(found.id)
 
     def set_verdict_labels(self, ref: IncidentRef, keep: str, remove: Iterable[str]) -> None:

@@ -30,6 +30,7 @@ from connector.base import (
     Comment,
     Incident,
     IncidentRef,
+    NotFound,
     OutsideScope,
     Postmortem,
     PostmortemRef,
@@ -571,6 +572,14 @@ class JiraTracker:
         if _norm(_plain(comment.raw.get("body"))) != _norm(body):
             with self._errors(f"Jira PUT comment {comment.id} on {ref.key}"):
                 comment.update(body=body)
+        # A create whose answer was lost (a timeout, then a retry) can land after the retry
+        # looked: two comments. The oldest stays, the others go, so one is kept.
+        for extra in mine[1:]:
+            try:
+                with self._errors(f"Jira DELETE comment {extra.id} on {ref.key}"):
+                    extra.delete()
+            except NotFound:
+                pass  # already gone: the goal holds
         return str(comment.id)
 
     def _bot_ids(self) -> set[str]:

@@ -4,7 +4,9 @@ the worker and the API call; pure apart from loading the pipeline once."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+from nlp import limits
 from nlp import text as textmod
 from nlp.actions import check_action_items, in_action_section
 from nlp.blame import Hit, compile_pack
@@ -34,8 +36,13 @@ def analyse(
     model: str | None = None,
     include_blockquotes: bool = True,
     check_actions: bool = True,
+    max_chars: int = limits.MAX_SOURCE_CHARS,
 ) -> Analysis:
-    """Analyse one postmortem. `people` is the incident's roster (names, @handles)."""
+    """Analyse one postmortem. `people` is the incident's roster (names, @handles).
+
+    Raises `limits.TooLarge` for a source over `max_chars`; everything under it is analysed in
+    time linear in its length (see nlp/limits.py)."""
+    limits.check_size(source, max_chars)
     pack = pack or default_pack()
     policy = policy or ActionPolicy()
     pipeline = get_pipeline(model)
@@ -44,9 +51,12 @@ def analyse(
     roster = Roster(people)
     findings: list[Finding] = []
     blocks = [b for b in document.blocks if b.text.strip()]
-    docs = pipeline.nlp.pipe(b.text for b in blocks)
+    bounded = {id(block): limits.blank_long_words(block.text) for block in blocks}
+    limits.check_words(bounded.values())
+    cut = [(block, piece) for block in blocks for piece in limits.pieces(bounded[id(block)])]
+    docs = pipeline.nlp.pipe(bounded[id(block)][piece.start : piece.end] for block, piece in cut)
     action_scope: dict[str, bool] = {}  # by section heading; headings repeat across blocks
-    for block, doc in zip(blocks, docs, strict=True):
+    for (block, piece), doc in zip(cut, docs, strict=True):
         if block.section not in action_scope:
             action_scope[block.section] = in_action_section(block, policy)
         hits = compiled.run(
@@ -56,7 +66,10 @@ def analyse(
             quoted=block.quoted,
         )
         for hit in hits:
-            findings.append(_finding(document, block, hit))
+            shifted = replace(hit, start=hit.start + piece.start, end=hit.end + piece.start)
+            findings.append(_finding(document, block, shifted))
+        if piece.cut_mid_sentence:
+            findings.append(_long_sentence(document, block, piece.end))
     analysis = Analysis(
         warnings=list(compiled.skipped) + list(getattr(document, "warnings", ())),
         pack_version=f"{pack.name}@{pack.version}",
@@ -67,8 +80,49 @@ def analyse(
         analysis.action_items = list(check.items)
         findings.extend(check.findings)
     findings.sort(key=lambda f: (f.start, f.end, f.rule))
+    if len(findings) > limits.MAX_FINDINGS:
+        findings = findings[: limits.MAX_FINDINGS] + [
+            _too_many(document, findings[limits.MAX_FINDINGS], len(findings))
+        ]
     analysis.findings = findings
     return analysis
+
+
+LONG_SENTENCE = "input.long-sentence"
+TOO_MANY = "input.too-many-findings"
+
+
+def _long_sentence(document: textmod.Document, block: Block, at: int) -> Finding:
+    """Says where a sentence too long to parse whole was read in two parts, so a reader knows
+    the check may have missed something there."""
+    start, end = block.source_span(max(at - 1, 0), at)
+    return document.finding(
+        rule=LONG_SENTENCE,
+        category="input",
+        severity="info",
+        message=(
+            f"A sentence here runs past {limits.MAX_PIECE_CHARS:,} characters; it was checked "
+            "in parts, so a flag spanning the cut may be missing."
+        ),
+        suggestion="Could this passage be split into shorter sentences?",
+        start=start,
+        end=end,
+    )
+
+
+def _too_many(document: textmod.Document, first_dropped: Finding, total: int) -> Finding:
+    return document.finding(
+        rule=TOO_MANY,
+        category="input",
+        severity="warning",
+        message=(
+            f"{total - limits.MAX_FINDINGS:,} more flags from here on are not listed: the "
+            f"check keeps the first {limits.MAX_FINDINGS:,} of {total:,}."
+        ),
+        suggestion="Could this text be checked in smaller parts?",
+        start=first_dropped.start,
+        end=first_dropped.end,
+    )
 
 
 def _finding(document: textmod.Document, block: Block, hit: Hit) -> Finding:

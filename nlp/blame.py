@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from nlp.people import (
 )
 from nlp.pipeline import Pipeline
 from nlp.rewrite import suggest
+from rules.regex_guard import bound_pattern, bounded_regex
 from rules.schema import Rule, RulePack, _register_extension
 
 CLAUSE_BREAKS = frozenset(
@@ -212,7 +214,10 @@ def _matcher(vocab, key: str, patterns: tuple) -> Matcher | None:
     if not patterns:
         return None
     matcher = Matcher(vocab)
-    matcher.add(key, [list(p) for p in patterns])
+    # Every REGEX is rewritten to fail at once on a token over MAX_REGEX_INPUT characters:
+    # the pack's checks refuse backtracking shapes, but even a sound pattern costs time in
+    # the length of what it searches, and a token can be thousands of characters long.
+    matcher.add(key, [[bound_pattern(t) for t in p] for p in patterns])
     return matcher
 
 
@@ -270,7 +275,7 @@ class _Anchor:
                     and key in ("LOWER", "TEXT", "ORTH")
                 ):
                     flags = re.IGNORECASE if key != "LOWER" else 0
-                    self.regex = re.compile(value["REGEX"], flags)
+                    self.regex = re.compile(bounded_regex(value["REGEX"]), flags)
                 if words is not None:
                     self.required.append(frozenset(strings.add(w) for w in words))
         # Cheapest test first: the rarest-looking list rejects most blocks at once.
@@ -484,18 +489,26 @@ def clause_kind(span: Span, kinds: Sequence[str]) -> str:
     return ""
 
 
-_compiled: dict[tuple[int, str], tuple[RulePack, CompiledPack]] = {}
+# A few compiled packs, least recently used dropped first: the active pack, the shipped one
+# and the drafts an admin is trying, per pipeline. Each holds its spaCy matchers, so an
+# unbounded cache would keep every pack ever sent to the lint API or the playground.
+COMPILED_CACHE = 8
+_compiled: OrderedDict[tuple[int, str], tuple[RulePack, CompiledPack]] = OrderedDict()
 _compiled_lock = threading.Lock()
 
 
 def compile_pack(pack: RulePack, pipeline: Pipeline) -> CompiledPack:
-    """The compiled form of `pack` for `pipeline`, built once and shared across threads."""
+    """The compiled form of `pack` for `pipeline`, built once and shared across threads.
+
+    Keyed by the pack object's identity: the entry holds the pack, so its id cannot be
+    reused by another pack while the entry lives, and the identity is checked on a hit."""
     key = (id(pack), pipeline.name)
     with _compiled_lock:
         entry = _compiled.get(key)
         if entry is None or entry[0] is not pack:
-            if len(_compiled) > 32:
-                _compiled.clear()
             entry = (pack, CompiledPack(pack, pipeline))
             _compiled[key] = entry
+        _compiled.move_to_end(key)
+        while len(_compiled) > COMPILED_CACHE:
+            _compiled.popitem(last=False)
         return entry[1]

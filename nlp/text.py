@@ -19,7 +19,7 @@ import datetime as _dt
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import PurePath
@@ -381,6 +381,37 @@ _REASON_SPLIT_RE = re.compile(r"(?:^|\s)--(?:\s|\Z)")
 _COMMENT_ONLY_LINE_RE = re.compile(r"[ \t>]*<!--.*?-->[ \t]*\Z")
 
 
+def _html_comments(source: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
+    """(body, start, end) of each `<!-- … -->` in source[start:end], in one pass.
+
+    A regex with a lazy body retries from every unclosed `<!--`, which is quadratic in a run
+    of them (200 KB took a minute); once no `-->` follows, no later comment can close.
+    """
+    at = start
+    while (open_at := source.find("<!--", at, end)) >= 0:
+        close = source.find("-->", open_at + 4, end)
+        if close < 0:
+            return
+        yield source[open_at + 4 : close], open_at, close + 3
+        at = close + 3
+
+
+class _Finder:
+    """`str.find` of one needle in source[:end] for positions that only grow: remembers the
+    last answer, so scanning a run of openers with no closer is linear, not quadratic."""
+
+    def __init__(self, source: str, needle: str, end: int) -> None:
+        self.source, self.needle, self.end = source, needle, end
+        self.found = -2  # not asked yet
+        self.since = 0  # the last answer holds for every position from here
+
+    def find(self, at: int) -> int:
+        if self.found == -2 or at < self.since or (self.found >= 0 and self.found < at):
+            self.found = self.source.find(self.needle, at, self.end)
+            self.since = at
+        return self.found
+
+
 def _align_line(content_line: str, src_line: str, base: int, lo: int) -> list[tuple[int, int]]:
     """Source ranges of each character of one line of an inline token's content.
 
@@ -558,8 +589,7 @@ class _MarkdownReader:
                 if tok.map:
                     start = self.lines.starts[tok.map[0]]
                     end = self.lines.ends[max(tok.map[1] - 1, tok.map[0])]
-                    for m in _COMMENT_RE.finditer(self.source, start, end):
-                        self.comments.append((m.group(1), m.start(), m.end()))
+                    self.comments.extend(_html_comments(self.source, start, end))
             elif kind == "inline":
                 parent = tokens[index - 1].type if index else ""
                 if not tok.map:
@@ -1018,6 +1048,7 @@ class _JiraReader:
         while i < b and src[i] in " \t":
             i += 1
         cells: list[tuple[int, int, bool]] = []
+        brackets, monos = _Finder(src, "]", b), _Finder(src, "}}", b)
         while i < b:
             header = src.startswith("||", i)
             i += 2 if header else 1
@@ -1026,10 +1057,10 @@ class _JiraReader:
                 if src[j] == "\\" and j + 1 < b:
                     j += 2
                 elif src[j] == "[":
-                    close = src.find("]", j + 1, b)
+                    close = brackets.find(j + 1)
                     j = close + 1 if close > 0 else j + 1
                 elif src.startswith("{{", j):
-                    close = src.find("}}", j + 2, b)
+                    close = monos.find(j + 2)
                     j = close + 2 if close > 0 else j + 2
                 else:
                     j += 1
@@ -1065,6 +1096,7 @@ class _JiraReader:
             for ch in text:
                 pieces.append((ch, start, end, False))
 
+        brackets, monos = _Finder(src, "]", b), _Finder(src, "}}", b)
         i = a
         while i < b:
             ch = src[i]
@@ -1074,12 +1106,12 @@ class _JiraReader:
             elif ch == "\\" and i + 1 < b and src[i + 1] in _JIRA_ESCAPABLE:
                 atom(src[i + 1], i, i + 2)
                 i += 2
-            elif src.startswith("{{", i) and (close := src.find("}}", i + 2, b)) > i + 2:
+            elif src.startswith("{{", i) and (close := monos.find(i + 2)) > i + 2:
                 atom(CODE_PLACEHOLDER, i, close + 2)
                 i = close + 2
             elif ch == "{" and (m := _JIRA_INLINE_MACRO_RE.match(src, i, b)):
                 i = m.end()
-            elif ch == "[" and (close := src.find("]", i + 1, b)) > i:
+            elif ch == "[" and (close := brackets.find(i + 1)) > i:
                 inner = src[i + 1 : close]
                 if inner.startswith("~"):
                     name = inner[1:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from connector.base import GITHUB, OUTSIDE, Incident
 from nlp.model import Finding
 from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
-from rules.verdict import MISSING, NEEDS_REVIEW, Verdict
+from rules.verdict import MISSING, NEEDS_REVIEW, UNCHECKED, Verdict
 
 GITHUB_MARKER = "<!-- pmguard:check v1 -->"
 # Jira wiki markup has no comments; a trailing, nearly invisible tag does the same job.
@@ -56,28 +56,40 @@ def render(
         if more > 0:
             rest = f"and {more} more"
             lines.append(f"- [{rest}]({details_url})" if github and details_url else f"- {rest}")
+    elif verdict.status == UNCHECKED:
+        lines.append(
+            "Thanks for the postmortem. It could not be checked automatically, so an incident "
+            "manager will read it instead."
+        )
     else:
         lines.append(
             "Thanks for the postmortem: it is linked, reads as blameless, and its action "
             "items are in place."
         )
     if verdict.status != MISSING:
-        checked = ", ".join(_link(c.postmortem.title or c.postmortem.url, c.postmortem.url,
-                                  github) for c in verdict.checks)
-        lines.append("")
-        lines.append(f"Checked: {checked}.")
+        if verdict.unchecked:
+            lines.append("")
+        for pm, reason in verdict.unchecked:
+            name = _link(pm.title or pm.url or pm.ref.locator, pm.url, github)
+            lines.append(f"{'-' if github else '*'} {name}: {reason}.")
+        if verdict.checks:
+            checked = ", ".join(_link(c.postmortem.title or c.postmortem.url, c.postmortem.url,
+                                      github) for c in verdict.checks)
+            lines.append("")
+            lines.append(f"Checked: {checked}.")
     if verdict.refused or verdict.not_read:
         lines.append("")
+    bullet = "-" if github else "*"
     for ref in verdict.refused:
         # Only the reference as the incident wrote it: nothing of the postmortem was read.
         lines.append(
-            f"- The linked postmortem {_code(ref.locator, github)} was not read: it is "
+            f"{bullet} The linked postmortem {_code(ref.locator, github)} was not read: it is "
             f"{OUTSIDE} (this incident's own {'repository' if github else 'project'} and "
             f"the places the service's policy names)."
         )
     if verdict.not_read:
         lines.append(
-            f"- Too many postmortem references; read the first {MAX_POSTMORTEM_REFS}, and "
+            f"{bullet} Too many postmortem references; read the first {MAX_POSTMORTEM_REFS}, and "
             f"{verdict.not_read} more were not read."
         )
     lines.append("")

@@ -18,7 +18,9 @@ import yaml
 from connector import locators
 from connector.base import GITHUB, OUTSIDE, Incident, PostmortemRef, ReadScope
 from rules.policy import ActionPolicy, PolicyError
+from rules.safe_yaml import YamlRefused, load_yaml
 
+MAX_POLICY_CHARS = 64 * 1024  # a repository policy is a few lines
 ENFORCEMENTS = ("comment", "reopen")
 # How many distinct postmortem references one check reads; the rest are reported as not
 # read. It bounds the API calls and stored analyses an incident's text can cause.
@@ -43,7 +45,12 @@ class VerdictLabels:
     ok: str = "postmortem:ok"
 
     def for_verdict(self, verdict: str) -> str:
-        return {"missing": self.missing, "needs-review": self.needs_review}.get(verdict, self.ok)
+        # "unchecked" (too large or too slow to analyse) asks for a person, as a review does.
+        return {
+            "missing": self.missing,
+            "needs-review": self.needs_review,
+            "unchecked": self.needs_review,
+        }.get(verdict, self.ok)
 
     @property
     def all(self) -> tuple[str, str, str]:
@@ -194,10 +201,19 @@ def _sources(data: object, source: str) -> PostmortemSources:
 
 
 def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> IncidentPolicy:
+    """The service policy with a repository's `.github/pmguard.yml` laid over it.
+
+    The text is anyone's with write access to a repository the App is installed on, so it
+    is read without aliases and under a size cap; a refusal is a PolicyError, which the
+    worker logs before it goes on with the service policy."""
     if not text:
         return base
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError(f"{source}: over {MAX_POLICY_CHARS} characters; not read")
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text, source) or {}
+    except YamlRefused as exc:
+        raise PolicyError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: invalid YAML ({exc.__class__.__name__})") from None
     policy = policy_from_mapping(data, source, base)

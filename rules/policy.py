@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from rules.safe_yaml import YamlRefused, load_yaml
+
 DEFAULT_HEADINGS: tuple[str, ...] = (
     "Action items",
     "Action Items (owner, due)",
@@ -198,7 +200,9 @@ class ActionPolicy:
     def parse(cls, text: str, source: str = "<policy>") -> ActionPolicy:
         """Parse YAML text the way `load` does."""
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, source)
+        except YamlRefused as exc:
+            raise PolicyError(str(exc)) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -14,13 +14,14 @@ replays off the request path.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
 from nlp.analysis import analyse
-from nlp.model import Finding
+from nlp.limits import Unchecked
+from nlp.model import Analysis, Finding
 from rules.policy import ActionPolicy
 from rules.schema import RulePack
 
@@ -77,6 +78,7 @@ def replay(
     *,
     model: str | None = None,
     policy: ActionPolicy | None = None,
+    analyser: Callable[..., Analysis] = analyse,
 ) -> list[ReplayResult]:
     """Per postmortem (in the given order), the difference the draft would make.
 
@@ -84,11 +86,18 @@ def replay(
     decisions hang on, counted as multisets so a sentence repeated in a postmortem counts
     each time. Inline-suppressed findings are left out on both sides (nobody sees them),
     and so are the structural action-item findings, which do not depend on the pack.
-    Raises ValueError above MAX_REPLAY postmortems.
+    Raises ValueError above MAX_REPLAY postmortems. A postmortem `analyser` leaves unchecked
+    (too large, over the time budget) is left out: there is nothing to compare.
     """
     if len(postmortems) > MAX_REPLAY:
         raise ValueError(f"replay at most {MAX_REPLAY} postmortems at once")
-    return [_replay_one(draft, current, pm, model, policy) for pm in postmortems]
+    out = []
+    for pm in postmortems:
+        try:
+            out.append(_replay_one(draft, current, pm, model, policy, analyser))
+        except Unchecked:
+            continue
+    return out
 
 
 def _replay_one(
@@ -97,9 +106,10 @@ def _replay_one(
     pm: StoredText,
     model: str | None,
     policy: ActionPolicy | None,
+    analyser: Callable[..., Analysis],
 ) -> ReplayResult:
-    before = _flags(current, pm, model, policy)
-    after = _flags(draft, pm, model, policy)
+    before = _flags(current, pm, model, policy, analyser)
+    after = _flags(draft, pm, model, policy, analyser)
     before_fps = Counter(f.fingerprint for f in before)
     after_fps = Counter(f.fingerprint for f in after)
     added = _beyond(after, before_fps, pm.decisions)
@@ -123,9 +133,13 @@ def _replay_one(
 
 
 def _flags(
-    pack: RulePack, pm: StoredText, model: str | None, policy: ActionPolicy | None
+    pack: RulePack,
+    pm: StoredText,
+    model: str | None,
+    policy: ActionPolicy | None,
+    analyser: Callable[..., Analysis],
 ) -> list[Finding]:
-    analysis = analyse(
+    analysis = analyser(
         pm.text,
         fmt=pm.format or "markdown",
         pack=pack,

@@ -19,6 +19,8 @@ from spacy.matcher import Matcher
 from spacy.vocab import Vocab
 
 from nlp.model import SEVERITIES
+from rules.regex_guard import UnsafeRegex, check_regex, pattern_regexes
+from rules.safe_yaml import YamlRefused, load_yaml
 
 CATEGORIES = (
     "counterfactual",  # C1
@@ -56,6 +58,7 @@ RULE_ID = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
 _YOU = re.compile(r"\b(?:you|your|yours|yourself|yourselves)\b", re.IGNORECASE)
 PERSON_KEY = "PERSON"  # pattern shorthand: {PERSON: true|other|self}
 MIN_EXAMPLES = 2
+MAX_PACK_CHARS = 512 * 1024  # ten times the shipped pack
 PATTERN_FIELDS = ("patterns", "unless", "unless_sentence", "context")
 
 
@@ -138,8 +141,13 @@ def load_pack(path: str | Path | None = None) -> RulePack:
 
 
 def parse_pack(text: str, source: str = "<pack>") -> RulePack:
+    if len(text) > MAX_PACK_CHARS:
+        raise PackError(f"{source}: over {MAX_PACK_CHARS} characters (a rule pack's limit)")
     try:
-        data = yaml.safe_load(text)
+        # Aliases stay allowed (`definitions` shares word lists through them), counted.
+        data = load_yaml(text, source, aliases=True)
+    except YamlRefused as exc:
+        raise PackError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -437,19 +445,14 @@ def _check(rule: Rule, where: str) -> Rule:
 # Limits that keep an admin's pack from stalling every worker: each token predicate runs
 # on every token of every postmortem.
 MAX_LIST = 5000  # words in one IN / NOT_IN list
-MAX_REGEX = 300  # characters in one REGEX
-# A quantified group that itself contains a quantifier ("(a+)+", "(\w*x)*") can backtrack
-# exponentially on a long token; such patterns are refused rather than timed.
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*(?:[+*]|\{\d*,)")
-
-
 PROBE_SECONDS = 0.005
 
 
 def _runs_away(regex: str) -> bool:
     """Time the regex on words made of its own letters plus a character that fails the
-    match: overlapping alternatives ("(a|aa)+$") that the static check misses take
-    exponential time there, a sound pattern microseconds."""
+    match. A second line behind regex_guard.check_regex, which reads the pattern's shape:
+    should that reading miss a backtracking shape, an exponential pattern still shows
+    here, where a sound one takes microseconds."""
     compiled = re.compile(regex)
     letters = sorted({c for c in regex if c.isalnum()} | {"a", "x"})[:20]
     # Lengths grow slowly so an exponential pattern is caught before a probe takes long.
@@ -469,27 +472,32 @@ def _probe(compiled: re.Pattern[str], word: str) -> float:
 
 def _bounded(token: dict, where: str) -> None:
     for attr, value in token.items():
-        if not isinstance(value, dict):
-            continue
-        for op in ("IN", "NOT_IN"):
-            items = value.get(op)
-            if isinstance(items, list) and len(items) > MAX_LIST:
-                raise PackError(
-                    f"{where}: {attr} {op} lists {len(items)} words (at most {MAX_LIST})"
-                )
-        regex = value.get("REGEX")
-        if isinstance(regex, str):
-            if len(regex) > MAX_REGEX:
-                raise PackError(f"{where}: {attr} REGEX is over {MAX_REGEX} characters")
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                raise PackError(f"{where}: {attr} REGEX does not compile: {exc}") from None
-            if _NESTED_QUANTIFIER.search(regex) or _runs_away(regex):
-                raise PackError(
-                    f"{where}: {attr} REGEX {regex!r} can run away on a long word (nested "
-                    f"or overlapping repetition); rewrite it without a repeated group"
-                )
+        if attr == "_" and isinstance(value, dict):
+            # Extension attributes take the same predicates, REGEX included.
+            for name, predicates in value.items():
+                _bounded_predicates(f"_.{name}", predicates, where)
+        else:
+            _bounded_predicates(str(attr), value, where)
+
+
+def _bounded_predicates(attr: str, value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        return
+    for op, items in value.items():
+        if op in ("IN", "NOT_IN") and isinstance(items, list) and len(items) > MAX_LIST:
+            raise PackError(f"{where}: {attr} {op} lists {len(items)} words (at most {MAX_LIST})")
+        if isinstance(items, dict):  # {REGEX: {IN: [...]}}, {FUZZY: {IN: [...]}}
+            _bounded_predicates(attr, items, where)
+    for regex in pattern_regexes(value):
+        try:
+            check_regex(regex)
+        except UnsafeRegex as exc:
+            raise PackError(f"{where}: {attr} REGEX {exc}") from None
+        if _runs_away(regex):
+            raise PackError(
+                f"{where}: {attr} REGEX {regex!r} can run away on a long word: it took too "
+                f"long on a short one; rewrite it without repeated or overlapping groups"
+            )
 
 
 def _register_extension() -> None:

@@ -940,7 +940,7 @@ class FakeGitHub(LocalServer):
                     [fake._comment_json(fake._comments[i]) for i in issue.comment_ids]
                 )
 
-        @route("/repos/<owner>/<name>/issues/comments/<int:cid>", ("GET", "PATCH"))
+        @route("/repos/<owner>/<name>/issues/comments/<int:cid>", ("GET", "PATCH", "DELETE"))
         def comment(owner: str, name: str, cid: int) -> Response:
             with fake._lock:
                 fake._require("user", "installation")
@@ -948,6 +948,12 @@ class FakeGitHub(LocalServer):
                 c = fake._comments.get(cid)
                 if c is None or c.repo != repo.full_name.lower():
                     return fake._error(404)
+                if request.method == "DELETE":
+                    del fake._comments[cid]
+                    for issue in repo.issues.values():
+                        if cid in issue.comment_ids:
+                            issue.comment_ids.remove(cid)
+                    return Response(status=204)
                 if request.method == "PATCH":
                     data = fake._body() or {}
                     if not isinstance(data.get("body"), str):

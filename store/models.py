@@ -35,7 +35,7 @@ from store.types import UTCDateTime, utcnow
 
 TRACKERS = ("github", "jira")
 DELIVERY_OUTCOMES = ("enqueued", "ignored", "rejected")
-VERDICTS = ("missing", "needs-review", "ok", "waived", "check-failed")
+VERDICTS = ("missing", "needs-review", "unchecked", "ok", "waived", "check-failed")
 DECISIONS = ("accepted", "false-positive")
 JOB_STATUSES = ("queued", "running", "done", "failed")
 # Lowest to highest: each role may do everything the ones before it may.

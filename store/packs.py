@@ -19,7 +19,7 @@ than re-activating the old row, so "what was in force when" is always read off t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +101,15 @@ def pack_history(session: Session, name: str = DEFAULT_NAME) -> list[RulePackVer
 
 def get_version(session: Session, version_id: int) -> RulePackVersion | None:
     return session.get(RulePackVersion, version_id)
+
+
+def find_version(session: Session, name: str, version: str) -> RulePackVersion | None:
+    """A published version by its version string (what analyses record)."""
+    return session.scalars(
+        select(RulePackVersion).where(
+            RulePackVersion.name == name, RulePackVersion.version == version
+        )
+    ).first()
 
 
 # --- writes -----------------------------------------------------------------------------
@@ -321,6 +330,7 @@ def replay_recent(
     limit: int = DEFAULT_REPLAY,
     *,
     model: str | None = None,
+    analyser: Callable[..., Any] | None = None,  # nlp.analysis.analyse's signature
 ) -> list[ReplayResult]:
     """Replay `draft` against `current` on the last `limit` stored postmortems.
 
@@ -331,7 +341,9 @@ def replay_recent(
     """
     with session_scope(sessions) as session:
         texts = recent_postmortem_texts(session, limit)
-    return replay(draft, current, texts, model=model)
+    if analyser is None:
+        return replay(draft, current, texts, model=model)
+    return replay(draft, current, texts, model=model, analyser=analyser)
 
 
 # --- per-rule figures -------------------------------------------------------------------

@@ -532,7 +532,7 @@ def audit(
 
 # --- the review dashboard: queue, current analyses, waivers, audit log -------------------
 
-QUEUE_STATUSES = ("missing", "needs-review", "ok", "waived", "check-failed")
+QUEUE_STATUSES = ("missing", "needs-review", "unchecked", "ok", "waived", "check-failed")
 # A filter value meaning "not set": incidents without a team or a severity are a group a
 # reviewer needs to find too (often the ones nobody triages).
 NOT_SET = "-"
@@ -610,9 +610,10 @@ def incident_queue(
 ) -> QueuePage:
     """One page of incidents, what needs attention first.
 
-    Order: needs-review and missing; then a failed check or an expired waiver (the
-    tracker shows a stale answer); then waived and ok; then incidents the policy exempts
-    (no verdict). Within a group the oldest closure comes first: it has waited longest.
+    Order: needs-review, unchecked (a person must read it) and missing; then a failed check
+    or an expired waiver (the tracker shows a stale answer); then waived and ok; then
+    incidents the policy exempts (no verdict). Within a group the oldest closure comes
+    first: it has waited longest.
     """
     failed = _latest_failed_jobs()
     is_failed = failed.c.incident_id.is_not(None)
@@ -639,7 +640,7 @@ def incident_queue(
         conditions.append(Incident.closed_at >= now - timedelta(days=filters.closed_within_days))
 
     rank = case(
-        (Incident.verdict.in_(("needs-review", "missing")), 0),
+        (Incident.verdict.in_(("needs-review", "unchecked", "missing")), 0),
         (is_failed, 1),
         (Incident.verdict == "check-failed", 1),
         (and_(Incident.verdict == "waived", _waiver_expired(now)), 1),

@@ -9,6 +9,7 @@ their examples run the same (and in milliseconds) in the trained and the blank p
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -26,6 +27,7 @@ from store.db import session_scope
 from store.models import AuditEntry, RulePackVersion
 from tests.service_env import ServiceEnv, make_settings
 from tests.web_helpers import PASSWORD, cheap_hashing, csrf_token, signed_in  # noqa: F401
+from tests.yaml_bombs import billion_laughs, wide_pack
 from web.admin import highlight
 
 ROLES = ("engineer", "incident_manager", "admin")
@@ -493,3 +495,17 @@ def test_highlight_cuts_text_once_even_when_findings_overlap() -> None:
         ("ab", []), ("cdefg", ["r.a", "r.b"]), ("h", []), ("i", ["r.c"]), ("j", []),
     ]
     assert [f.rule for f in out.findings] == ["r.a", "r.b", "r.c"]
+
+
+@pytest.mark.parametrize(
+    "draft", [billion_laughs("definitions") + "rules: []\n", wide_pack()], ids=["laughs", "wide"]
+)
+def test_a_draft_whose_aliases_expand_too_far_is_refused_fast(
+    admin: FlaskClient, draft: str
+) -> None:
+    started = time.perf_counter()
+    html = text_of(bench(admin, "/rules/draft", draft))
+    assert time.perf_counter() - started < 1.0
+    assert "The draft does not load" in html
+    assert "draft: YAML aliases in draft stand for over" in html
+    assert re.search(r"<dt>Line</dt><dd>\d+</dd>", html)

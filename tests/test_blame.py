@@ -3,6 +3,7 @@ one finding per sentence, suggestions that never name a person, threads."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from nlp.blame import compile_pack
 from nlp.people import Roster
 from nlp.pipeline import ModelError, get_pipeline
-from rules.schema import load_pack, parse_pack
+from rules.regex_guard import MAX_REGEX_INPUT
+from rules.schema import Rule, RulePack, load_pack, parse_pack
 
 PACK = load_pack()
 
@@ -157,3 +159,59 @@ def test_missed_signal_suggestion_asks_about_the_signal(model: str) -> None:
 def test_actor_keeps_the_whole_role(model: str) -> None:
     [hit] = hits(model, "The on-call engineer should have checked the replica.")
     assert "the on-call engineer" in hit.suggestion
+
+
+def _unchecked_pack(token: dict) -> RulePack:
+    """A pack built without the schema's checks: the engine must be safe on its own."""
+    rule = Rule(
+        id="test.regex",
+        category="human-error",
+        severity="warning",
+        message="m",
+        explanation="e",
+        suggestion="s",
+        patterns=((token,),),
+    )
+    return RulePack(name="unchecked", version="1", rules=(rule,))
+
+
+LONG_TOKEN = "a" * 5000
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        {"LOWER": {"REGEX": "^a+$"}},  # also the engine's word anchor
+        {"TEXT": {"REGEX": "(?i)^A+$"}},
+        {"NORM": {"REGEX": {"IN": ["^b$", "^a+$"]}}},  # the Matcher alone
+    ],
+)
+def test_a_regex_never_sees_a_token_over_the_cap(model: str, token: dict) -> None:
+    pack = _unchecked_pack(token)
+    at_cap = f"It was {'a' * MAX_REGEX_INPUT} today."
+    assert [h.rule.id for h in hits(model, at_cap, pack=pack)] == ["test.regex"]
+    assert hits(model, f"It was {LONG_TOKEN} today.", pack=pack) == []
+
+
+@pytest.mark.parametrize("key", ["LOWER", "NORM"])
+def test_a_backtracking_regex_on_a_5000_character_token_returns_promptly(
+    model: str, key: str
+) -> None:
+    # Cubic: a minute on this token unbounded (issue 9, High 3).
+    pack = _unchecked_pack({key: {"REGEX": "^\\w*\\w*\\w*z"}})
+    compile_pack(pack, get_pipeline(model))
+    started = time.perf_counter()
+    assert hits(model, f"It was {LONG_TOKEN} today.", pack=pack) == []
+    assert time.perf_counter() - started < 0.5
+
+
+def test_compiled_packs_are_kept_for_a_few_packs_only() -> None:
+    # Issue 9, Medium 4: a blown-up draft stayed compiled in this cache.
+    from nlp import blame
+
+    pipeline = get_pipeline("blank")
+    kept = compile_pack(PACK, pipeline)
+    for i in range(3 * blame.COMPILED_CACHE):
+        compile_pack(parse_pack(f"name: p{i}\nrules: []\n", f"{i}.yml"), pipeline)
+        assert compile_pack(PACK, pipeline) is kept  # in use, so never the one dropped
+    assert len(blame._compiled) <= blame.COMPILED_CACHE

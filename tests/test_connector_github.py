@@ -331,6 +331,19 @@ def test_upsert_comment_prefers_the_bots_own_comment(gh: FakeGitHub) -> None:
     ]
 
 
+def test_a_duplicate_left_by_a_lost_create_is_removed_and_the_oldest_edited(
+    gh: FakeGitHub,
+) -> None:
+    # A POST that timed out but landed after the retry looked leaves two bot comments;
+    # before, later checks edited only the first and the second went stale for good.
+    n = gh.add_issue(REPO, "Down", state="closed")
+    first = gh.add_comment(REPO, n, f"{MARKER} v1", user=gh.user)
+    gh.add_comment(REPO, n, "a person's reply", user="erin")
+    gh.add_comment(REPO, n, f"{MARKER} v1", user=gh.user)
+    assert make_tracker(gh).upsert_comment(ref_for(gh, n), MARKER, f"{MARKER} v2") == str(first)
+    assert [c["body"] for c in gh.comments(REPO, n)] == [f"{MARKER} v2", "a person's reply"]
+
+
 def test_set_verdict_labels_touches_only_its_own(gh: FakeGitHub) -> None:
     n = gh.add_issue(
         REPO, "Down", state="closed", labels=["incident", "Postmortem:Missing", "team-payments"]

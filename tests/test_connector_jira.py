@@ -674,6 +674,19 @@ def test_upsert_comment_never_edits_a_persons_quote(fake):
     assert [c["body"] for c in fake.comments(key)] == [quote, "[pmguard] b"]
 
 
+def test_a_duplicate_left_by_a_lost_create_is_removed_and_the_oldest_edited(fake):
+    # A POST that timed out but landed after the retry looked leaves two bot comments;
+    # before, later checks edited only the first and the second went stale for good.
+    from tests.fakes.jira import BOT
+
+    key = fake.add_issue("OPS", "Outage", "x", status="Done")
+    first = fake.add_comment(key, "[pmguard] v1", BOT)
+    fake.add_comment(key, "a person's reply", "alice")
+    fake.add_comment(key, "[pmguard] v1", BOT)
+    assert tracker(fake).upsert_comment(ref(fake, key), "[pmguard]", "[pmguard] v2") == first
+    assert [c["body"] for c in fake.comments(key)] == ["[pmguard] v2", "a person's reply"]
+
+
 def test_labels_add_and_remove_only_their_own(fake):
     key = fake.add_issue("OPS", "Outage", "x", labels=("sev1", "postmortem:missing", "db"))
     t = tracker(fake)

@@ -113,7 +113,8 @@ def test_api_reads_with_arbitrary_parameters(env, token, params, path) -> None:
 
 @FUZZ
 @given(payload=st.fixed_dictionaries({}, optional={"text": JSON, "format": JSON,
-                                                  "people": JSON, "pack": JSON}) | JSON)
+                                                  "people": JSON, "pack": JSON,
+                                                  "pack_version": JSON}) | JSON)
 def test_api_lint_and_decisions_with_arbitrary_json(env, token, payload) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     ok(env.client.post("/api/v1/lint", data=json.dumps(payload), headers=headers))

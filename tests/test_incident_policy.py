@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from connector.base import Comment, Incident, IncidentRef, PostmortemRef
 from rules import comment
 from rules.incident_policy import (
+    MAX_POLICY_CHARS,
     MAX_POSTMORTEM_REFS,
     IncidentPolicy,
     bounded_refs,
@@ -15,6 +18,7 @@ from rules.incident_policy import (
     repository_policy,
 )
 from rules.policy import PolicyError
+from tests.yaml_bombs import billion_laughs
 
 REF = IncidentRef("github", "https://api.github.com", "acme/ops", "41")
 
@@ -276,3 +280,25 @@ def test_the_comment_says_a_reference_is_outside_and_how_many_were_not_read() ->
                           IncidentPolicy())
     assert "{{SEC-1}} was not read: it is outside the allowed places (this incident's own " \
            "project" in jira
+
+
+# Issue 9, Medium 4: 474 bytes in a repository froze the process for 24 s at 1.27 GB.
+def test_a_repository_policy_with_aliases_is_refused_fast() -> None:
+    started = time.perf_counter()
+    with pytest.raises(PolicyError) as err:
+        repository_policy(
+            billion_laughs("severities"), IncidentPolicy(), "acme/ops/.github/pmguard.yml"
+        )
+    assert str(err.value) == (
+        "YAML aliases (*a) are not allowed in acme/ops/.github/pmguard.yml, line 3"
+    )
+    assert time.perf_counter() - started < 0.5
+
+
+def test_an_oversized_repository_policy_is_refused_unread() -> None:
+    text = "review_at: error\n" + "#" * MAX_POLICY_CHARS
+    with pytest.raises(PolicyError, match=f"a/b/.github/pmguard.yml: over {MAX_POLICY_CHARS} "):
+        repository_policy(text, IncidentPolicy(), "a/b/.github/pmguard.yml")
+    nested = "severities: " + "[" * 5000 + "]" * 5000
+    with pytest.raises(PolicyError, match="nests deeper than"):
+        repository_policy(nested, IncidentPolicy(), "a/b/.github/pmguard.yml")

@@ -76,6 +76,35 @@ def test_downgrade_to_base_and_up_again(empty_db: str) -> None:
     assert current(empty_db) == head()
 
 
+def test_every_revision_steps_down_one_and_up_again(empty_db: str) -> None:
+    # Down to base and up again never runs a downgrade against a constraint an upgrade
+    # renamed; stepping one revision at a time does.
+    script = ScriptDirectory.from_config(alembic_config(empty_db))
+    upgrade(empty_db)
+    for revision in script.walk_revisions():
+        if revision.down_revision is None:
+            continue
+        downgrade(empty_db, str(revision.down_revision))
+        upgrade(empty_db)
+    assert current(empty_db) == head()
+
+
+def test_the_verdict_column_admits_unchecked_after_upgrade(empty_db: str) -> None:
+    upgrade(empty_db)
+    engine = make_engine(empty_db)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO incidents (id, tracker, site, project, key, title, url, state, "
+                "verdict, created_at, updated_at) VALUES ('i', 'github', 's', 'p', '1', 't', "
+                "'u', 'closed', 'unchecked', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        with pytest.raises(Exception, match="(?i)check"), engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE incidents SET verdict = 'bogus'")
+    finally:
+        engine.dispose()
+
+
 def test_concurrent_upgrades_wait_for_each_other(empty_db: str) -> None:
     # Several processes starting at once (web workers, queue workers) may all upgrade.
     upgrade(empty_db, "base")  # creates the SQLite file, so every thread opens the same one

@@ -209,3 +209,8 @@ def test_policy_is_frozen():
     policy = ActionPolicy()
     with pytest.raises(AttributeError):
         policy.min_items = 3  # type: ignore[misc]
+
+
+def test_a_policy_file_with_aliases_is_refused():
+    with pytest.raises(PolicyError, match=r"YAML aliases \(\*h\) are not allowed in p.yml, line 2"):
+        ActionPolicy.parse("headings: &h [Action items]\nlesson_home_words: *h\n", "p.yml")

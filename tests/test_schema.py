@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from rules.schema import PackError, load_pack, parse_pack
+from rules.schema import MAX_PACK_CHARS, PackError, load_pack, parse_pack
+from tests.yaml_bombs import billion_laughs, wide_pack
 
 GOOD_RULE = """
   - id: test.human-error
@@ -148,3 +150,95 @@ def test_huge_lists_and_long_or_broken_regexes_are_refused() -> None:
         parse_pack(RUNAWAY.replace("PATTERN", "a" * 301), "t.yml")
     with pytest.raises(PackError, match="does not compile"):
         parse_pack(RUNAWAY.replace("PATTERN", "(unclosed"), "t.yml")
+
+
+# Found by an attack on a running instance (issue 9, High 3): these passed the old check.
+@pytest.mark.parametrize(
+    ("regex", "why"),
+    [
+        ("^((ab)+)+$", "holds a repeat"),
+        ("\\\\w*\\\\w*\\\\w*\\\\w*z", "two repeats in a row"),
+        ("(a|a)*$", "alternatives that can match the same text"),
+        ("(\\\\w+\\\\s?)*$", "holds a repeat"),
+        ("\\\\d+\\\\w+", "two repeats in a row"),
+        (".*-?.*x", "two repeats in a row"),
+        ("(a)\\\\1", "backreference"),
+    ],
+)
+def test_backtracking_shapes_are_refused_by_their_parse(regex: str, why: str) -> None:
+    with pytest.raises(PackError) as err:
+        parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml")
+    message = str(err.value)
+    assert message.startswith("t.yml: rule 'test.runaway': field 'patterns[0]': LOWER REGEX")
+    assert "can run away" in message and why in message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        '{LOWER: {REGEX: {IN: ["^fine$", "^((ab)+)+$"]}}}',
+        '{_: {pmg_person: {REGEX: "^((ab)+)+$"}}}',
+        '{NORM: {FUZZY: {REGEX: "^((ab)+)+$"}}}',
+    ],
+)
+def test_every_place_a_pattern_holds_a_regex_is_checked(token: str) -> None:
+    text = RUNAWAY.replace('{LOWER: {REGEX: "PATTERN"}}', token)
+    with pytest.raises(PackError, match="field 'patterns\\[0\\]': .*REGEX .*can run away"):
+        parse_pack(text, "t.yml")
+
+
+def test_regexes_in_unless_and_skip_sentences_are_checked() -> None:
+    unless = RUNAWAY.replace("PATTERN", "^a{3}$").replace(
+        "    examples:", '    unless:\n      - [{LOWER: {REGEX: "(a|a)*$"}}]\n    examples:'
+    )
+    with pytest.raises(PackError, match="field 'unless\\[0\\]': LOWER REGEX .*can run away"):
+        parse_pack(unless, "t.yml")
+    skip = "extends: default\nskip_sentences:\n  - [{TEXT: {REGEX: '\\w*\\w*x'}}]\n"
+    with pytest.raises(PackError, match="o.yml: skip_sentences: field .*can run away"):
+        parse_pack(skip, "o.yml")
+
+
+@pytest.mark.parametrize(
+    "regex",
+    [
+        "^fat-?finger(s|ed|ing)?$",
+        "^(double-?check|check|look)(ing)?$",
+        "^[a-z-]+(?:ed|en|ght)$",
+        "(?:ab|ac)+x",
+        "^[a-z]*-[0-9]*$",
+        "(?i)^mis-?typ",
+    ],
+)
+def test_repeats_that_cannot_overlap_load(regex: str) -> None:
+    assert parse_pack(RUNAWAY.replace("PATTERN", regex), "t.yml").rules[0].id == "test.runaway"
+
+
+# Issue 9, Medium 4: YAML aliases that stand for far more than the text says.
+@pytest.mark.parametrize(
+    "text",
+    [
+        billion_laughs("definitions") + "rules: []\n",
+        wide_pack(),  # 4 KB, 250,000 pattern tokens
+    ],
+    ids=["billion-laughs", "wide"],
+)
+def test_packs_whose_aliases_expand_too_far_are_refused_fast(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(PackError, match=r"^t.yml: YAML aliases in t.yml stand for over .*line"):
+        parse_pack(text, "t.yml")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_shared_word_lists_still_load() -> None:
+    text = "definitions:\n  w: &w [human, manual]\nrules:\n" + GOOD_RULE.replace(
+        "{LOWER: human}", "{LOWER: {IN: *w}}"
+    )
+    [token, *_] = parse_pack(text, "t.yml").rules[0].patterns[0]
+    assert token == {"LOWER": {"IN": ["human", "manual"]}}
+
+
+def test_oversized_and_deeply_nested_packs_are_refused() -> None:
+    with pytest.raises(PackError, match=f"t.yml: over {MAX_PACK_CHARS} characters"):
+        parse_pack("# " + "x" * MAX_PACK_CHARS, "t.yml")
+    with pytest.raises(PackError, match="t.yml: YAML in t.yml nests deeper than 40 levels"):
+        parse_pack("rules: " + "[" * 5000 + "]" * 5000, "t.yml")

@@ -16,6 +16,7 @@ from store.db import session_scope
 from store.models import Analysis, Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
+from tests.yaml_bombs import billion_laughs
 
 REPO = "acme/ops"
 BLAME_PM = """# Postmortem: checkout outage
@@ -263,6 +264,14 @@ def test_repository_policy_file_overrides_the_service(env) -> None:
     number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
     close(env, number)
     wait_until(lambda: "needs-postmortem" in env.fake.labels(REPO, number))
+
+
+def test_a_repository_policy_of_aliases_is_ignored_and_the_check_goes_on(env) -> None:
+    # Issue 9, Medium 4: 474 bytes here froze the worker for 24 s, and reconcile re-queued it.
+    env.fake.add_file(REPO, ".github/pmguard.yml", billion_laughs("severities"))
+    number = env.fake.add_issue(REPO, "API down", "", labels=["incident"])
+    close(env, number)
+    wait_until(lambda: our_comments(env.fake, number), what="a comment under the service policy")
 
 
 def test_reconcile_checks_incidents_the_webhooks_missed(env) -> None:

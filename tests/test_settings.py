@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from settings import SettingsError, load_settings, secret_key
+from tests.yaml_bombs import billion_laughs
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -110,3 +112,13 @@ def test_intake_durability_setting() -> None:
                          ).intake_durability == "process-crash"
     with pytest.raises(SettingsError, match="intake_durability"):
         load_settings(env={"PMGUARD_INTAKE_DURABILITY": "fast"})
+
+
+def test_a_settings_file_with_aliases_is_refused_fast(tmp_path: Path) -> None:
+    config = tmp_path / "pmguard.yml"
+    config.write_text(billion_laughs("jira_sites"))
+    started = time.perf_counter()
+    with pytest.raises(SettingsError) as err:
+        load_settings(config, env={})
+    assert str(err.value) == f"YAML aliases (*a) are not allowed in config file {config}, line 3"
+    assert time.perf_counter() - started < 0.5

@@ -27,6 +27,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -47,6 +48,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nlp.analysis import analyse, default_pack
+from nlp.limits import Unchecked
 from nlp.model import Finding as NlpFinding
 from nlp.text import FORMATS, TextFormatError
 from rules.replay import DEFAULT_REPLAY, MAX_REPLAY, ReplayResult, summarise
@@ -282,20 +284,28 @@ class Playground:
     error: str = ""
 
 
-def run_playground(sample: str, fmt: str, active: RulePack, draft: RulePack | None) -> Playground:
+def run_playground(
+    sample: str,
+    fmt: str,
+    active: RulePack,
+    draft: RulePack | None,
+    analyser: Callable[..., Any] = analyse,  # nlp.analysis.analyse's signature
+) -> Playground:
+    """Both packs on `sample`; `analyser` is the service's (in the analysis processes, under
+    the time budget) in the app."""
     out = Playground(sample, fmt)
     try:
         # Rules only: the structural action-item checks do not depend on the pack.
-        current = analyse(sample, fmt=fmt, pack=active, check_actions=False).findings
+        current = analyser(sample, fmt=fmt, pack=active, check_actions=False).findings
         out.active = highlight(sample, current)
         if draft is not None:
-            proposed = analyse(sample, fmt=fmt, pack=draft, check_actions=False).findings
+            proposed = analyser(sample, fmt=fmt, pack=draft, check_actions=False).findings
             out.draft = highlight(sample, proposed)
             before = {f.fingerprint for f in out.active.findings}
             after = {f.fingerprint for f in out.draft.findings}
             out.added = [f for f in out.draft.findings if f.fingerprint not in before]
             out.removed = [f for f in out.active.findings if f.fingerprint not in after]
-    except (TextFormatError, ValueError) as error:
+    except (TextFormatError, ValueError, Unchecked) as error:
         out.error = str(error)
     return out
 
@@ -400,7 +410,9 @@ def playground() -> Response:
         bench.errors.append("Paste some postmortem text into the playground first.")
         return _render_bench(bench, active, 400)
     draft = bench.check.pack if bench.check and not bench.check.error else None
-    bench.playground = run_playground(bench.sample, bench.fmt, active.pack, draft)
+    bench.playground = run_playground(
+        bench.sample, bench.fmt, active.pack, draft, _service().analyse
+    )
     return _render_bench(bench, active)
 
 
@@ -417,7 +429,8 @@ def replay() -> Response:
     # Synchronous and bounded (MAX_REPLAY): two analyses per postmortem, seconds for the
     # default 50. The store's replay_recent closes its transaction before analysing.
     bench.replay = packs.replay_recent(
-        _service().sessions, bench.check.pack, active.pack, bench.replay_n
+        _service().sessions, bench.check.pack, active.pack, bench.replay_n,
+        analyser=_service().analyse
     )
     bench.replay_summary = summarise(bench.replay)
     return _render_bench(bench, active)

@@ -29,10 +29,11 @@ from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException
 
-from nlp.analysis import analyse
+from nlp.limits import MAX_WORDS, TooLarge, Unchecked
 from nlp.report import to_json
 from nlp.text import FORMATS, TextFormatError
-from rules.schema import PackError
+from rules.schema import PackError, RulePack
+from rules.versions import pack_from_version
 from store import packs, queries
 from store.db import is_unavailable, session_scope
 from store.models import (
@@ -447,6 +448,11 @@ def active_pack() -> Response:
 @requires("engineer")
 def lint() -> Response:
     body = _body()
+    if body.get("pack") is not None and not current_user.can("admin"):
+        # Before anything reads the text: a pack is code the server runs (regexes, lists),
+        # so only those who may publish one send it; the others name a published version.
+        raise ApiError(403, "field 'pack' (rule-pack YAML) is for admins; name a published "
+                            "version with 'pack_version' instead")
     text = body.get("text")
     if not isinstance(text, str):
         raise ApiError(400, "field 'text' is required and must be a string")
@@ -463,20 +469,16 @@ def lint() -> Response:
     actions = body.get("actions", True)
     if not isinstance(actions, bool):
         raise ApiError(400, "field 'actions' must be true or false")
-    pack_text = body.get("pack")
-    if pack_text is not None:
-        if not isinstance(pack_text, str):
-            raise ApiError(400, "field 'pack' must be rule-pack YAML text")
-        if len(pack_text) > MAX_PACK_CHARS:
-            raise ApiError(413, f"field 'pack' is over {MAX_PACK_CHARS} characters")
-        try:
-            pack = draft_pack(pack_text, "pack")  # one parsed, compiled pack per text
-        except PackError as error:
-            raise ApiError(400, str(error)) from None
-    else:
-        pack = _service().pack  # the published version, followed within seconds
+    pack = _lint_pack(body)
     try:
-        analysis = analyse(text, fmt=fmt, pack=pack, people=people, check_actions=actions)
+        # In the analysis processes, under the time budget: never in this web process.
+        analysis = _service().analyse(
+            text, fmt=fmt, pack=pack, people=people, check_actions=actions
+        )
+    except TooLarge as error:
+        raise ApiError(413, f"the text is {error}") from None
+    except Unchecked as error:  # over the time budget, or its process died
+        raise ApiError(422, f"the text {error}") from None
     except (TextFormatError, ValueError) as error:
         raise ApiError(400, f"cannot read the text as {fmt}: {error}") from None
     out = to_json([("text", text, analysis)])
@@ -485,6 +487,37 @@ def lint() -> Response:
     for shown, finding in zip(out["files"][0]["findings"], analysis.findings, strict=True):
         shown.update(start=finding.start, end=finding.end, fingerprint=finding.fingerprint)
     return jsonify(out)
+
+
+def _lint_pack(body: dict[str, Any]) -> RulePack:
+    """The pack a lint request asks for: an admin's draft text (`pack`), a published
+    version by its version string (`pack_version`), or the pack in force."""
+    pack_text = body.get("pack")
+    version = body.get("pack_version")
+    if pack_text is not None and version is not None:
+        raise ApiError(400, "give either 'pack' or 'pack_version', not both")
+    if pack_text is not None:
+        if not isinstance(pack_text, str):
+            raise ApiError(400, "field 'pack' must be rule-pack YAML text")
+        if len(pack_text) > MAX_PACK_CHARS:
+            raise ApiError(413, f"field 'pack' is over {MAX_PACK_CHARS} characters")
+        try:
+            return draft_pack(pack_text, "pack")  # one parsed, compiled pack per text
+        except PackError as error:
+            raise ApiError(400, str(error)) from None
+    if version is not None:
+        if not isinstance(version, str) or not version or len(version) > 64:
+            raise ApiError(400, "field 'pack_version' must be a published version, like "
+                                "the 'version' of /rule-packs or of a finding's 'pack'")
+        with session_scope(_service().sessions) as session:
+            row = packs.find_version(session, packs.DEFAULT_NAME, version)
+            if row is None:
+                raise ApiError(404, f"no published version {version!r} of the rule pack")
+            try:
+                return pack_from_version(row)  # parsed once per version, compiled once
+            except PackError as error:
+                raise ApiError(400, f"version {version!r} no longer loads: {error}") from None
+    return _service().pack  # the published version, followed within seconds
 
 
 # --- the document and the catch-all -----------------------------------------------------
@@ -537,6 +570,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The account's role does not allow this",
         404: "Not found",
         413: "The text or pack is too large",
+        422: "The text could not be checked in the analysis time budget",
     }
     return {str(c): _json_response(text[c], _ref("Error")) for c in codes}
 
@@ -689,8 +723,12 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "lint",
                 "summary": "Text in, findings out (any signed-in role)",
                 "description": (
-                    f"`text` up to {MAX_LINT_CHARS} characters (413 beyond). Uses the pack in "
-                    "force unless `pack` gives rule-pack YAML (a draft). The answer has the "
+                    f"`text` up to {MAX_LINT_CHARS} characters and {MAX_WORDS} words (413 "
+                    "beyond); an analysis past the service's `analysis_timeout` is stopped "
+                    "(422). Uses the pack in "
+                    "force unless `pack_version` names a published version (404 when there "
+                    "is none) or, for admins only (403 for other roles), `pack` gives "
+                    "rule-pack YAML (a draft, checked as a published pack is). The answer has the "
                     "shape of `pmguard lint --format json`, each finding with its source "
                     "offsets `start`/`end` (code points) and `fingerprint`."
                 ),
@@ -700,7 +738,7 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "200": _json_response("Findings", _ref("LintResult")),
-                    **_errors(400, 401, 413),
+                    **_errors(400, 401, 403, 404, 413, 422),
                 },
             }
         },
@@ -937,8 +975,13 @@ OPENAPI: dict[str, Any] = {
                                "default": "markdown"},
                     "people": {"type": "array", "items": _STR, "maxItems": MAX_PEOPLE,
                                "description": "The incident's people (names, @handles)"},
-                    "pack": {"type": "string", "description": "Rule-pack YAML to use instead "
-                             "of the pack in force (a draft)"},
+                    "pack": {"type": "string", "maxLength": MAX_PACK_CHARS,
+                             "description": "Rule-pack YAML to use instead of the pack in "
+                             "force (a draft); admins only"},
+                    "pack_version": {"type": "string", "maxLength": 64,
+                                     "description": "A published version of the rule pack "
+                                     "to use instead of the pack in force (the `version` of "
+                                     "/rule-packs or of a finding's `pack`)"},
                     "actions": {"type": "boolean", "default": True,
                                 "description": "Also check the action-items section"},
                 },

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from connector.base import (
     GITHUB,
@@ -21,6 +23,8 @@ from connector.base import (
     PostmortemRef,
     TrackerError,
 )
+from nlp.limits import MAX_SOURCE_CHARS
+from nlp.model import Analysis
 from rules import comment
 from rules.incident_policy import (
     IncidentPolicy,
@@ -32,7 +36,7 @@ from rules.incident_policy import (
     severity_from_labels,
 )
 from rules.policy import PolicyError
-from rules.verdict import OK, Verdict, check
+from rules.verdict import OK, UNCHECKED, Verdict, check
 from store import queries
 from store.db import session_scope
 from worker import metrics
@@ -96,9 +100,12 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
             unreadable.append((pm_ref, str(exc)))
     with session_scope(service.sessions) as session:
         dismissed = queries.dismissed_fingerprints(session, ref.id)
+    # One budget for the whole job, however many postmortems it links.
+    deadline = time.monotonic() + service.settings.analysis_timeout
     verdict = check(
         incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed,
-        not_read=len(not_read), refused=refused,
+        analyser=partial(service.analyse, deadline=deadline), not_read=len(not_read),
+        refused=refused,
     )
     for finding in verdict.open_findings:
         metrics.FINDINGS.labels(finding.rule).inc()
@@ -229,8 +236,18 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
         row = queries.upsert_incident(
             session, **_incident_fields(incident), verdict=verdict.status, last_checked_at=now
         )
-        for pm_check in verdict.checks:
-            pm = pm_check.postmortem
+        analysed = [
+            (c.postmortem, verdict.status, c.analysis, {"open": len(c.open_findings)})
+            for c in verdict.checks
+        ]
+        # An unchecked postmortem's text is kept (up to the size limit) so a reviewer can
+        # read what the check could not.
+        refused = [
+            (replace(pm, text=pm.text[:MAX_SOURCE_CHARS]), UNCHECKED, Analysis(),
+             {"open": 0, "unchecked": why})
+            for pm, why in verdict.unchecked
+        ]
+        for pm, status, analysis, summary in analysed + refused:
             pm_row = queries.link_postmortem(
                 session,
                 row,
@@ -241,7 +258,6 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
                 url=pm.url,
                 title=pm.title,
             )
-            analysis = pm_check.analysis
             queries.save_analysis(
                 session,
                 incident_id=row.id,
@@ -251,16 +267,14 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
                 pack_name=service.pack.name,
                 pack_version=service.pack.version,
                 model=analysis.model,
-                verdict=verdict.status,
+                verdict=status,
                 findings=[
                     {**f.to_dict(), "start": f.start, "end": f.end, "sentence": f.sentence,
                      "fingerprint": f.fingerprint}
                     for f in analysis.findings
                 ],
                 action_items=[a.to_dict() for a in analysis.action_items],
-                summary={
-                    "open": len(pm_check.open_findings), "reason": reason, "source": pm.source
-                },
+                summary={**summary, "reason": reason, "source": pm.source},
             )
         queries.audit(
             session,
@@ -270,3 +284,4 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
             target_id=row.id,
             detail={"verdict": verdict.status, "reason": reason},
         )
+

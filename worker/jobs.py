@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey
 from huey.exceptions import TaskLockedException
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.base import IncidentRef, TrackerError
 from settings import Settings
@@ -67,11 +68,12 @@ class JobRunner:
         huey.periodic_task(_every_minute(), name="pmguard.schedule_reconcile")(
             self.schedule_reconcile)
 
-    def enqueue(self, job_id: int, delay: float | None = None) -> None:
+    def enqueue(self, job_id: int, delay: float | None = None, outages: int = 0) -> None:
+        args = (job_id, outages) if outages else (job_id,)
         if delay:
-            self.task.schedule((job_id,), delay=delay)
+            self.task.schedule(args, delay=delay)
         else:
-            self.task(job_id)
+            self.task(*args)
 
     def schedule_reconcile(self) -> int:
         try:
@@ -92,13 +94,24 @@ class JobRunner:
         for job_id in job_ids:
             self.task(job_id)
 
-    def run(self, job_id: int) -> str:
+    def run(self, job_id: int, outages: int = 0) -> str:
+        """Run one job; `outages` counts the database outages that delayed its start."""
         sessions = self.service.sessions
-        with session_scope(sessions) as session:
-            job = queries.start_job(session, job_id)
-            if job is None:
-                return "gone"  # finished or retried elsewhere already
-            kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
+        try:
+            with session_scope(sessions) as session:
+                job = queries.start_job(session, job_id)
+                if job is None:
+                    return "gone"  # finished or retried elsewhere already
+                kind, payload, attempt = job.kind, dict(job.payload or {}), job.attempts
+        except SQLAlchemyError as error:
+            # The database is down (the queue is not): try again with backoff rather than
+            # leave the row to the stale sweep, which waits STALE_AFTER. Nothing was
+            # started, so no attempt is spent.
+            delay = backoff(outages + 1, base=self.base_delay)
+            log.warning("job %s cannot start, the database is unavailable; again in %.1fs: %s",
+                        job_id, delay, _first_line(error))
+            self.enqueue(job_id, delay=delay, outages=outages + 1)
+            return "database-unavailable"
         ref = payload_ref(payload)
         started = time.perf_counter()
         try:
@@ -167,6 +180,12 @@ class JobRunner:
         if ids:
             log.warning("recovered %d job(s) the queue had lost", len(ids))
         return len(ids)
+
+
+def _first_line(error: Exception) -> str:
+    # SQLAlchemy's message repeats the statement and its parameters; the driver's first
+    # line says what happened.
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
 
 
 def _every_minute():

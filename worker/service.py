@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +30,8 @@ from connector.base import (
     IncidentRef,
     WebhookEvent,
 )
+from nlp.limits import TookTooLong
+from nlp.model import Analysis
 from rules.incident_policy import IncidentPolicy, policy_from_mapping
 from rules.schema import PackError, RulePack, load_pack
 from rules.versions import pack_from_version
@@ -37,6 +40,7 @@ from store import locks, queries
 from store import packs as pack_store
 from store.db import make_engine, session_factory, session_scope
 from store.intake import Intake
+from worker.analysis_pool import AnalysisPool, shared_pool
 from worker.check import Outcome, check_incident
 from worker.jobs import JobRunner, make_huey, payload_ref, ref_from_payload, ref_payload
 from worker.trackers import Trackers
@@ -92,6 +96,8 @@ class Service:
             self, self.huey, **({"base_delay": retry_base_delay} if retry_base_delay else {})
         )
         self.base_url = f"http://{settings.host}:{settings.port}"
+        # Analysis never runs in this process: see worker/analysis_pool.py.
+        self.analysis: AnalysisPool = shared_pool(settings.analysis_processes)
         self._handoff: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._handoff_lock = threading.Lock()
         self._handoff_pid = 0
@@ -391,13 +397,21 @@ class Service:
         configured = list(js.projects) if js else []
         return configured or list(self.trackers.get("jira", site).projects())
 
-    def warm_up(self) -> None:
-        """Load the spaCy pipeline and compile the rule pack before the first job, so the
-        first check after a (re)start is as fast as the others."""
-        from nlp.blame import compile_pack
-        from nlp.pipeline import get_pipeline
+    def analyse(self, source: str, *, deadline: float | None = None, **options: Any) -> Analysis:
+        """`nlp.analysis.analyse` in the analysis processes, stopped at `deadline` (a
+        `time.monotonic()` value; default: `analysis_timeout` from now). Raises the
+        `nlp.limits.Unchecked` family for text too large or too slow to check."""
+        budget = float(self.settings.analysis_timeout)
+        remaining = budget if deadline is None else deadline - time.monotonic()
+        if remaining <= 0:
+            raise TookTooLong(budget)
+        return self.analysis.analyse(source, timeout=remaining, **options)
 
-        compile_pack(self.pack, get_pipeline())
+    def warm_up(self) -> None:
+        """Start the analysis processes (each loads the spaCy pipeline and compiles the
+        rule pack) before the first job, so the first check after a (re)start is as fast
+        as the others."""
+        self.analyse("Warm-up.", pack=self.pack, check_actions=False)
 
     def close(self) -> None:
         """Close the database connections this process holds."""

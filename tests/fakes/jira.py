@@ -723,7 +723,8 @@ class FakeJira(LocalServer):
             f"{API}/issue/<ident>/comment", view_func=self._comments, methods=["GET", "POST"]
         )
         app.add_url_rule(
-            f"{API}/issue/<ident>/comment/<cid>", view_func=self._comment, methods=["GET", "PUT"]
+            f"{API}/issue/<ident>/comment/<cid>", view_func=self._comment,
+            methods=["GET", "PUT", "DELETE"],
         )
         app.add_url_rule(f"{API}/issue/<ident>/remotelink", view_func=self._remote_links)
         app.add_url_rule(
@@ -834,6 +835,9 @@ class FakeJira(LocalServer):
             comment = next((c for c in issue.comments if c["id"] == cid), None) if issue else None
             if comment is None:
                 return _error(404, "Can not find a comment for the id: " + cid + ".")
+            if request.method == "DELETE":
+                issue.comments.remove(comment)
+                return Response(status=204)
             if request.method == "PUT":
                 body = (request.get_json(silent=True) or {}).get("body")
                 if isinstance(body, str) and body.strip():
