@@ -947,3 +947,16 @@ def test_a_scope_refuses_other_projects_and_spaces(fake):
     assert ours.text == "our words\n" and ours.source == "Confluence space ENG"
     issue = t.fetch_postmortem(PostmortemRef("issue", fake.add_issue("OPS", "PM", "x")))
     assert issue.source == "Jira project OPS"
+
+
+def test_an_issue_moved_to_another_project_is_refused_on_its_answer(fake):
+    from connector.base import OutsideScope, ReadScope
+
+    old = fake.add_issue("OPS", "PM", "secret words", issue_type="Postmortem")
+    new = fake.move_issue(old, "SEC")
+    assert new.startswith("SEC-")
+    t = tracker(fake)
+    # The old key looks like our project's; Jira answers with the moved issue's new key.
+    with pytest.raises(OutsideScope, match=f"{old} is outside"):
+        t.fetch_postmortem(PostmortemRef("issue", old), scope=ReadScope(jira=frozenset({"OPS"})))
+    assert t.fetch_postmortem(PostmortemRef("issue", old)).source == "Jira project SEC"
