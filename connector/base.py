@@ -97,6 +97,27 @@ class PostmortemRef:
 
 
 @dataclass(frozen=True)
+class ReadScope:
+    """The places one incident's postmortems may be read from, decided by the policy
+    (rules.incident_policy.read_scope). A connector given one refuses anything outside it
+    before the body is used: a reference is text anyone can write into an incident, and
+    the service's credentials reach more than the incident's author may read."""
+
+    github: frozenset[str] = frozenset()  # "owner/repo", lower case
+    jira: frozenset[str] = frozenset()  # project keys, upper case
+    confluence: frozenset[str] = frozenset()  # space keys, upper case
+
+    def allows_github(self, project: str) -> bool:
+        return project.lower() in self.github
+
+    def allows_jira(self, project: str) -> bool:
+        return project.upper() in self.jira
+
+    def allows_confluence(self, space: str) -> bool:
+        return space.upper() in self.confluence
+
+
+@dataclass(frozen=True)
 class Postmortem:
     ref: PostmortemRef
     title: str
@@ -104,6 +125,9 @@ class Postmortem:
     format: str  # markdown | jira | adf | text
     url: str
     updated_at: datetime | None = None
+    # Where it was read from, for people: "repository acme/ops", "Jira project PIR",
+    # "Confluence space ENG".
+    source: str = ""
 
 
 class MalformedPayload(ValueError):
@@ -133,6 +157,18 @@ class TrackerError(Exception):
         self.retry_after = retry_after
 
 
+OUTSIDE = "outside the allowed places"
+
+
+class OutsideScope(TrackerError):
+    """The postmortem lives where this incident's postmortems may not be read from.
+
+    The message names only the reference as the incident wrote it, never anything read."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} is {OUTSIDE}", transient=False)
+
+
 class NotFound(TrackerError):
     def __init__(self, message: str):
         super().__init__(message, transient=False)
@@ -146,7 +182,11 @@ class Tracker(Protocol):
 
     def fetch_incident(self, ref: IncidentRef) -> Incident: ...
 
-    def fetch_postmortem(self, ref: PostmortemRef, *, site: str) -> Postmortem: ...
+    def fetch_postmortem(
+        self, ref: PostmortemRef, *, site: str, scope: ReadScope | None = None
+    ) -> Postmortem:
+        """Read a postmortem; with `scope`, raise OutsideScope for one outside it."""
+        ...
 
     def upsert_comment(self, ref: IncidentRef, marker: str, body: str) -> str:
         """Edit the comment containing `marker`, or create it; returns the comment id."""

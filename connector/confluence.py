@@ -17,7 +17,7 @@ title), page layout, and markdown-significant characters in prose are not escape
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import requests
 
-from connector.base import NotFound, TrackerError
+from connector.base import NotFound, OutsideScope, TrackerError
 
 # --------------------------------------------------------------------------- HTTP errors
 
@@ -68,13 +68,14 @@ def http_error(status: int | None, what: str, detail: str = "", headers=None) ->
 
 # --------------------------------------------------------------------------- page URLs
 
-_SPACES_PAGE = re.compile(r"/spaces/[^/]+/pages/(?:edit-v2/|edit/)?(\d+)(?:[/?#]|$)")
+_SPACES_PAGE = re.compile(r"/spaces/([^/]+)/pages/(?:edit-v2/|edit/)?(\d+)(?:[/?#]|$)")
 _DISPLAY_PAGE = re.compile(r"/display/([^/]+)/([^/?#]+)")
 
 
 @dataclass(frozen=True)
 class PageTarget:
-    """Where a Confluence URL points: a page id, or a space key + title (`/display/` URLs)."""
+    """Where a Confluence URL points: a page id (and the space the URL names, if any), or a
+    space key + title (`/display/` URLs)."""
 
     page_id: str = ""
     space: str = ""
@@ -92,7 +93,9 @@ def page_target(url: str, confluence_url: str, global_id: str = "") -> PageTarge
     if not parts.netloc or parts.netloc.lower() != base.netloc.lower():
         return None
     if m := _SPACES_PAGE.search(parts.path):
-        return PageTarget(page_id=m.group(1))
+        # The space a URL names lets a page be refused without a request; the page's own
+        # answer is what decides when it is read (an id may be in any space).
+        return PageTarget(page_id=m.group(2), space=unquote_plus(m.group(1)))
     if parts.path.endswith("/pages/viewpage.action"):
         ids = parse_qs(parts.query).get("pageId")
         if ids and ids[0].isdigit():
@@ -107,6 +110,9 @@ def page_target(url: str, confluence_url: str, global_id: str = "") -> PageTarge
 
 # --------------------------------------------------------------------------- REST client
 
+# The space comes with the page so that its place is known before its body is used.
+_EXPAND = "body.storage,version,space"
+
 
 @dataclass(frozen=True)
 class Page:
@@ -115,6 +121,7 @@ class Page:
     storage: str
     url: str
     updated_at: datetime | None = None
+    space: str = ""
 
 
 class ConfluenceClient:
@@ -139,30 +146,32 @@ class ConfluenceClient:
             self._session.auth = (email, token)
         self._users: dict[tuple[str, str], str] = {}
 
-    def page(self, page_id: str) -> Page:
-        data = self._get(
-            f"/rest/api/content/{page_id}",
-            {"expand": "body.storage,version"},
-            f"Confluence GET page {page_id}",
-        )
-        return self._page(data)
+    def page(self, page_id: str, spaces: Collection[str] | None = None) -> Page:
+        """A page by id. With `spaces`, a page in any other space is refused (OutsideScope)
+        before anything of it is returned."""
+        if not page_id.isascii() or not page_id.isdigit():
+            # The id goes into the request path; only digits are an id.
+            raise TrackerError(f"{page_id!r} is not a Confluence page id", transient=False)
+        what = f"Confluence GET page {page_id}"
+        data = self._get(f"/rest/api/content/{page_id}", {"expand": _EXPAND}, what)
+        return self._page(data, spaces, f"Confluence page {page_id}")
 
-    def page_by_title(self, space: str, title: str) -> Page:
+    def page_by_title(
+        self, space: str, title: str, spaces: Collection[str] | None = None
+    ) -> Page:
         what = f"Confluence GET page {title!r} in space {space}"
         data = self._get(
-            "/rest/api/content",
-            {"spaceKey": space, "title": title, "expand": "body.storage,version"},
-            what,
+            "/rest/api/content", {"spaceKey": space, "title": title, "expand": _EXPAND}, what
         )
         results = data.get("results") or []
         if not results:
             raise NotFound(f"{what}: no such page")
-        return self._page(results[0])
+        return self._page(results[0], spaces, f"Confluence page {title!r}")
 
-    def read(self, target: PageTarget) -> Page:
+    def read(self, target: PageTarget, spaces: Collection[str] | None = None) -> Page:
         if target.page_id:
-            return self.page(target.page_id)
-        return self.page_by_title(target.space, target.title)
+            return self.page(target.page_id, spaces)
+        return self.page_by_title(target.space, target.title, spaces)
 
     def to_text(self, storage: str) -> str:
         """Storage format -> text, with @mentions resolved to display names where possible."""
@@ -190,7 +199,12 @@ class ConfluenceClient:
             return None  # unknown or hidden user: fall back to the id
         return data.get("displayName") or data.get("publicName") or data.get("username")
 
-    def _page(self, data: dict) -> Page:
+    def _page(self, data: dict, spaces: Collection[str] | None = None, what: str = "") -> Page:
+        space = str((data.get("space") or {}).get("key") or "")
+        # Checked on the page's own answer, before its body is used: an id or a URL does
+        # not prove which space a page is in. No space in the answer: refused.
+        if spaces is not None and space.upper() not in {s.upper() for s in spaces if s}:
+            raise OutsideScope(what or "the Confluence page")
         links = data.get("_links") or {}
         base = links.get("base") or self.base_url
         url = f"{base}{links['webui']}" if links.get("webui") else ""
@@ -201,6 +215,7 @@ class ConfluenceClient:
             storage=((data.get("body") or {}).get("storage") or {}).get("value") or "",
             url=url,
             updated_at=parse_time(version.get("when")),
+            space=space,
         )
 
     def _get(self, path: str, params: dict, what: str) -> dict:

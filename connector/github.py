@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from math import ceil
-from urllib.parse import unquote, urlsplit
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, RateLimitExceededException
@@ -23,6 +22,7 @@ from github.Installation import Installation
 from github.Issue import Issue
 from github.Repository import Repository
 
+from connector import locators
 from connector.base import (
     CLOSED,
     GITHUB,
@@ -34,8 +34,10 @@ from connector.base import (
     IncidentRef,
     MalformedPayload,
     NotFound,
+    OutsideScope,
     Postmortem,
     PostmortemRef,
+    ReadScope,
     TrackerError,
     WebhookEvent,
 )
@@ -298,15 +300,20 @@ class GitHubTracker:
                 linked=tuple(dict.fromkeys(linked)),
             )
 
-    def fetch_postmortem(self, ref: PostmortemRef, *, site: str = "") -> Postmortem:
+    def fetch_postmortem(
+        self, ref: PostmortemRef, *, site: str = "", scope: ReadScope | None = None
+    ) -> Postmortem:
+        """Read a postmortem issue or file. With `scope`, one in a repository outside it is
+        refused before any request (OutsideScope)."""
         if ref.kind == "url":
-            return self.fetch_postmortem(self.ref_from_url(ref.url or ref.locator), site=site)
+            resolved = self.ref_from_url(ref.url or ref.locator)
+            return self.fetch_postmortem(resolved, site=site, scope=scope)
         if ref.kind == "issue":
-            project, _, number = ref.locator.rpartition("#")
-            if not project or not number.isdigit():
-                raise TrackerError(f"not a GitHub issue reference: {ref.locator}", transient=False)
-            with self._errors("fetch_postmortem", ref.locator, project):
-                issue = self._repo(project).get_issue(int(number))
+            # Parsed and checked first: the API path is built from these parts only.
+            issue_ref = locators.github_issue(ref.locator)
+            _check_scope(scope, issue_ref.project, ref.locator)
+            with self._errors("fetch_postmortem", ref.locator, issue_ref.project):
+                issue = self._repo(issue_ref.project).get_issue(issue_ref.number)
                 return Postmortem(
                     ref=ref,
                     title=issue.title or "",
@@ -314,12 +321,15 @@ class GitHubTracker:
                     format="markdown",
                     url=issue.html_url,
                     updated_at=issue.updated_at,
+                    source=f"repository {issue_ref.project}",
                 )
         if ref.kind == "file":
-            project, path, gitref = _parse_file_locator(ref.locator)
-            with self._errors("fetch_postmortem", ref.locator, project):
-                content = self._repo(project).get_contents(
-                    path, **({"ref": gitref} if gitref else {})
+            file_ref = locators.github_file(ref.locator)
+            _check_scope(scope, file_ref.project, ref.locator)
+            path = file_ref.path
+            with self._errors("fetch_postmortem", ref.locator, file_ref.project):
+                content = self._repo(file_ref.project).get_contents(
+                    path, **({"ref": file_ref.ref} if file_ref.ref else {})
                 )
                 text = _file_text(content, ref.locator)
                 return Postmortem(
@@ -328,22 +338,16 @@ class GitHubTracker:
                     text=text,
                     format="markdown" if path.lower().endswith(_MARKDOWN_SUFFIXES) else "text",
                     url=content.html_url or ref.url,
+                    source=f"repository {file_ref.project}",
                 )
         raise TrackerError(f"GitHub cannot read a postmortem of kind {ref.kind!r}", transient=False)
 
     def ref_from_url(self, url: str) -> PostmortemRef:
         """Turn a blob or issue URL on this GitHub site into a file or issue ref."""
-        parts = urlsplit(url)
-        path = [unquote(p) for p in parts.path.split("/") if p]
-        if parts.netloc.lower() in self._web_hosts() and len(path) >= 4:
-            project = f"{path[0]}/{path[1]}"
-            if path[2] == "blob" and len(path) >= 5:
-                # A branch with "/" in its name is ambiguous in a blob URL; the first
-                # segment is taken as the ref (right for SHAs, tags and plain branches).
-                locator = f"{project}:{'/'.join(path[4:])}@{path[3]}"
-                return PostmortemRef("file", locator, url)
-            if path[2] == "issues" and path[3].isdigit() and len(path) == 4:
-                return PostmortemRef("issue", f"{project}#{path[3]}", url)
+        target = locators.github_url(url, self.web_hosts())
+        if target is not None:
+            kind = "issue" if isinstance(target, locators.GitHubIssue) else "file"
+            return PostmortemRef(kind, target.locator, url)
         raise TrackerError(
             f"{url} is not a file or issue that GitHub at {self.site} can read", transient=False
         )
@@ -494,10 +498,9 @@ class GitHubTracker:
     def _is_bot(self, user) -> bool:
         return bool(self.bot_login) and _login(user).lower() == (self.bot_login or "").lower()
 
-    def _web_hosts(self) -> set[str]:
-        # api.github.com serves github.com; Enterprise serves the API under host/api/v3.
-        host = urlsplit(self.site).netloc.lower()
-        return {host, host.removeprefix("api.")}
+    def web_hosts(self) -> set[str]:
+        """Hosts whose issue and blob URLs this site's API reads."""
+        return locators.github_web_hosts(self.site)
 
 
 def github_error(exc: GithubException, call: str, target: str) -> TrackerError:
@@ -549,15 +552,9 @@ def retry_after(
     return None
 
 
-def _parse_file_locator(locator: str) -> tuple[str, str, str | None]:
-    """ "owner/repo:path/to/pm.md@ref" -> (project, path, ref); no "@" means the default branch."""
-    project, sep, rest = locator.partition(":")
-    path, at, gitref = rest.rpartition("@")
-    if not at:
-        path, gitref = rest, ""
-    if not sep or project.count("/") != 1 or not path:
-        raise TrackerError(f"not a GitHub file reference: {locator}", transient=False)
-    return project, path.strip("/"), gitref or None
+def _check_scope(scope: ReadScope | None, project: str, what: str) -> None:
+    if scope is not None and not scope.allows_github(project):
+        raise OutsideScope(what)
 
 
 def _file_text(content, what: str) -> str:

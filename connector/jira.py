@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 from jira import JIRA, JIRAError
 
+from connector import locators
 from connector.base import (
     CLOSED,
     INCIDENT_EDITED,
@@ -31,8 +32,10 @@ from connector.base import (
     IncidentRef,
     MalformedPayload,
     NotFound,
+    OutsideScope,
     Postmortem,
     PostmortemRef,
+    ReadScope,
     TrackerError,
     WebhookEvent,
 )
@@ -458,16 +461,26 @@ class JiraTracker:
             extra={"people": tuple(p for p in people if p), "id": str(raw.get("id") or "")},
         )
 
-    def fetch_postmortem(self, ref: PostmortemRef, *, site: str = "") -> Postmortem:
-        """Read a postmortem: a Jira issue, a Confluence page, or a URL of either."""
+    def fetch_postmortem(
+        self, ref: PostmortemRef, *, site: str = "", scope: ReadScope | None = None
+    ) -> Postmortem:
+        """Read a postmortem: a Jira issue, a Confluence page, or a URL of either.
+
+        With `scope`, an issue in a project outside it is refused before any request, and a
+        page in a space outside it before its body is used (a page id alone does not say
+        which space it is in; the page's own answer does).
+        """
+        # Ids are checked before they go into a request path: a key or page id comes from
+        # text anyone can write ("../../myself" would otherwise be requested as is).
         if ref.kind == "issue":
-            return self._issue_postmortem(ref, ref.locator)
+            return self._issue_postmortem(ref, locators.jira_key(ref.locator), scope)
         if ref.kind == "confluence":
-            return self._page_postmortem(ref, PageTarget(page_id=ref.locator))
+            page_id = locators.confluence_page_id(ref.locator)
+            return self._page_postmortem(ref, PageTarget(page_id=page_id), scope)
         if ref.kind == "url":
             url = ref.url or ref.locator
             if m := re.match(re.escape(self.site) + r"/browse/([A-Z][A-Z0-9_]*-\d+)\b", url):
-                return self._issue_postmortem(ref, m.group(1))
+                return self._issue_postmortem(ref, m.group(1), scope)
             target = page_target(url, self.confluence_url)
             if target is None:
                 raise TrackerError(
@@ -475,14 +488,19 @@ class JiraTracker:
                     f"pages on {self.confluence_url} are readable",
                     transient=False,
                 )
-            return self._page_postmortem(ref, target)
+            return self._page_postmortem(ref, target, scope)
         raise TrackerError(f"Jira cannot read a postmortem of kind {ref.kind!r}", transient=False)
 
-    def _issue_postmortem(self, ref: PostmortemRef, key: str) -> Postmortem:
+    def _issue_postmortem(
+        self, ref: PostmortemRef, key: str, scope: ReadScope | None
+    ) -> Postmortem:
+        _check_project(scope, key, ref.locator)
         raw = self._issue_raw(key, fields="summary,description,updated").raw
         fields = raw.get("fields") or {}
-        text, fmt = _description(fields.get("description"))
         key = str(raw.get("key") or key)
+        # A moved issue answers under its new key, which may be in another project.
+        _check_project(scope, key, ref.locator)
+        text, fmt = _description(fields.get("description"))
         return Postmortem(
             ref=ref,
             title=str(fields.get("summary") or ""),
@@ -490,10 +508,19 @@ class JiraTracker:
             format=fmt,
             url=self._browse(key),
             updated_at=parse_time(fields.get("updated")),
+            source=f"Jira project {_project_of(key)}",
         )
 
-    def _page_postmortem(self, ref: PostmortemRef, target: PageTarget) -> Postmortem:
-        page = self.confluence.read(target)
+    def _page_postmortem(
+        self, ref: PostmortemRef, target: PageTarget, scope: ReadScope | None
+    ) -> Postmortem:
+        # Known without asking (no space allowed, or the URL names another): no request.
+        if scope is not None and (
+            not scope.confluence
+            or (target.space and not scope.allows_confluence(target.space))
+        ):
+            raise OutsideScope(ref.locator)
+        page = self.confluence.read(target, spaces=None if scope is None else scope.confluence)
         return Postmortem(
             ref=ref,
             title=page.title,
@@ -501,6 +528,7 @@ class JiraTracker:
             format="markdown",
             url=page.url or ref.url,
             updated_at=page.updated_at,
+            source=f"Confluence space {page.space}" if page.space else "Confluence",
         )
 
     def _comments(self, key: str, total: int | None = None) -> list:
@@ -740,6 +768,11 @@ class JiraTracker:
         """Project keys these credentials can see (for reconcile)."""
         with self._errors("Jira GET projects"):
             return [str(p.key) for p in self._client().projects()]
+
+
+def _check_project(scope: ReadScope | None, key: str, what: str) -> None:
+    if scope is not None and not scope.allows_jira(_project_of(key)):
+        raise OutsideScope(what)
 
 
 def _description(value: object) -> tuple[str, str]:

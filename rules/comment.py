@@ -6,9 +6,9 @@ edit its own comment instead of stacking a second one.
 
 from __future__ import annotations
 
-from connector.base import GITHUB, Incident
+from connector.base import GITHUB, OUTSIDE, Incident
 from nlp.model import Finding
-from rules.incident_policy import IncidentPolicy
+from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
 from rules.verdict import MISSING, NEEDS_REVIEW, UNCHECKED, Verdict
 
 GITHUB_MARKER = "<!-- pmguard:check v1 -->"
@@ -77,6 +77,21 @@ def render(
                                       github) for c in verdict.checks)
             lines.append("")
             lines.append(f"Checked: {checked}.")
+    if verdict.refused or verdict.not_read:
+        lines.append("")
+    bullet = "-" if github else "*"
+    for ref in verdict.refused:
+        # Only the reference as the incident wrote it: nothing of the postmortem was read.
+        lines.append(
+            f"{bullet} The linked postmortem {_code(ref.locator, github)} was not read: it is "
+            f"{OUTSIDE} (this incident's own {'repository' if github else 'project'} and "
+            f"the places the service's policy names)."
+        )
+    if verdict.not_read:
+        lines.append(
+            f"{bullet} Too many postmortem references; read the first {MAX_POSTMORTEM_REFS}, and "
+            f"{verdict.not_read} more were not read."
+        )
     lines.append("")
     command = _code(policy.recheck_command, github)
     lines.append(f"Edit the postmortem or comment {command} to check again.")

@@ -8,17 +8,23 @@ override it with `.github/pmguard.yml`, the way Probot apps and policy-bot read 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit
 
 import yaml
 
-from connector.base import GITHUB, Incident, PostmortemRef
+from connector import locators
+from connector.base import GITHUB, OUTSIDE, Incident, PostmortemRef, ReadScope
 from rules.policy import ActionPolicy, PolicyError
 from rules.safe_yaml import YamlRefused, load_yaml
 
 MAX_POLICY_CHARS = 64 * 1024  # a repository policy is a few lines
 ENFORCEMENTS = ("comment", "reopen")
+# How many distinct postmortem references one check reads; the rest are reported as not
+# read. It bounds the API calls and stored analyses an incident's text can cause.
+MAX_POSTMORTEM_REFS = 10
 SEVERITY_LABEL = re.compile(r"^(?:sev|severity|p)[\s:_-]*([0-9])$", re.IGNORECASE)
 # "Postmortem: #12", "Post-mortem - org/repo#12", "PIR: https://…"
 LINK_LINE = re.compile(
@@ -52,6 +58,30 @@ class VerdictLabels:
 
 
 @dataclass(frozen=True)
+class PostmortemSources:
+    """Places, besides the incident's own repository or project, that postmortems may be
+    read from. Empty by default: only the incident's own place. Confluence spaces are
+    never an incident's own place, so pages are read only from spaces named here."""
+
+    github: tuple[str, ...] = ()  # "owner/repo"
+    jira: tuple[str, ...] = ()  # project keys
+    confluence: tuple[str, ...] = ()  # space keys
+
+    def within(self, outer: PostmortemSources) -> PostmortemSources:
+        """Only the places also in `outer`: a repository's config may narrow the service
+        policy's places, never add one (it could otherwise name a repository it does not
+        own and have the service read it with its own credentials)."""
+        github = {p.lower() for p in outer.github}
+        jira = {p.upper() for p in outer.jira}
+        spaces = {p.upper() for p in outer.confluence}
+        return PostmortemSources(
+            github=tuple(p for p in self.github if p.lower() in github),
+            jira=tuple(p for p in self.jira if p.upper() in jira),
+            confluence=tuple(p for p in self.confluence if p.upper() in spaces),
+        )
+
+
+@dataclass(frozen=True)
 class IncidentPolicy:
     enforcement: str = "comment"
     labels: VerdictLabels = field(default_factory=VerdictLabels)
@@ -62,6 +92,7 @@ class IncidentPolicy:
     max_listed: int = 5
     recheck_command: str = "/pmguard recheck"
     actions: ActionPolicy = field(default_factory=ActionPolicy)
+    postmortem_sources: PostmortemSources = field(default_factory=PostmortemSources)
 
     def needs_postmortem(self, incident: Incident) -> bool:
         if not self.severities:
@@ -85,7 +116,15 @@ def severity_from_labels(labels: tuple[str, ...]) -> str | None:
     return None
 
 
-POLICY_KEYS = {"enforcement", "labels", "severities", "review_at", "max_listed", "action_items"}
+POLICY_KEYS = {
+    "enforcement", "labels", "severities", "review_at", "max_listed", "action_items",
+    "postmortem_sources",
+}
+_SOURCE_NAME = {
+    "jira": re.compile(r"^[A-Z][A-Z0-9_]+$"),
+    # Global spaces are upper-case keys; personal spaces are "~name" or "~accountid".
+    "confluence": re.compile(r"^~?[A-Za-z0-9_.:-]+$"),
+}
 
 
 def policy_from_mapping(
@@ -127,7 +166,38 @@ def policy_from_mapping(
         changes["max_listed"] = value
     if "action_items" in data:
         changes["actions"] = ActionPolicy.from_mapping(data["action_items"], source)
+    if "postmortem_sources" in data:
+        changes["postmortem_sources"] = _sources(data["postmortem_sources"], source)
     return replace(policy, **changes)
+
+
+def _sources(data: object, source: str) -> PostmortemSources:
+    shape = "'postmortem_sources' maps github, jira and confluence to lists"
+    if data is None:
+        return PostmortemSources()
+    if not isinstance(data, dict) or set(data) - {"github", "jira", "confluence"}:
+        raise PolicyError(f"{source}: {shape}")
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, names in data.items():
+        if names is None:
+            names = []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PolicyError(f"{source}: {shape}")
+        for name in names:
+            if kind == "github":
+                try:
+                    locators.github_project(name)
+                except locators.BadReference:
+                    raise PolicyError(
+                        f"{source}: 'postmortem_sources.github' entry {name!r} is not owner/repo"
+                    ) from None
+            elif not _SOURCE_NAME[kind].match(name):
+                what = "a Jira project key" if kind == "jira" else "a Confluence space key"
+                raise PolicyError(
+                    f"{source}: 'postmortem_sources.{kind}' entry {name!r} is not {what}"
+                )
+        out[kind] = tuple(dict.fromkeys(names))
+    return PostmortemSources(**out)
 
 
 def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> IncidentPolicy:
@@ -146,12 +216,20 @@ def repository_policy(text: str | None, base: IncidentPolicy, source: str) -> In
         raise PolicyError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: invalid YAML ({exc.__class__.__name__})") from None
-    return policy_from_mapping(data, source, base)
+    policy = policy_from_mapping(data, source, base)
+    # Only the service policy widens where postmortems are read from; a repository narrows.
+    return replace(policy, postmortem_sources=policy.postmortem_sources.within(
+        base.postmortem_sources
+    ))
 
 
 def postmortem_refs(incident: Incident, *, bot_marker: str = "") -> list[PostmortemRef]:
     """Postmortems the incident links: tracker links first, then "Postmortem: …" lines in
-    its body and comments (the service's own comment excepted)."""
+    its body and comments (the service's own comment excepted).
+
+    Each reference is normalised (`normalise_ref`) and duplicates go: "#4", "#04",
+    "ACME/Ops#4" and the issue's URL are one reference, kept as first written.
+    """
     refs = list(incident.linked)
     comments = [c.body for c in incident.comments if not (bot_marker and bot_marker in c.body)]
     for text in [incident.body, *comments]:
@@ -159,13 +237,167 @@ def postmortem_refs(incident: Incident, *, bot_marker: str = "") -> list[Postmor
             ref = _parse_ref(match.group("ref").strip("<>()[]`*_.,;"), incident)
             if ref is not None:
                 refs.append(ref)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple] = set()
     out = []
     for ref in refs:
-        if (ref.kind, ref.locator) not in seen:
-            seen.add((ref.kind, ref.locator))
+        ref = normalise_ref(ref, incident)
+        key = _identity(ref)
+        if key not in seen:
+            seen.add(key)
             out.append(ref)
     return out
+
+
+def bounded_refs(
+    refs: list[PostmortemRef], limit: int = MAX_POSTMORTEM_REFS
+) -> tuple[list[PostmortemRef], list[PostmortemRef]]:
+    """(the first `limit` references, to read; the rest, reported as not read)."""
+    return refs[:limit], refs[limit:]
+
+
+def read_scope(
+    incident: Incident, policy: IncidentPolicy, *, watched: Collection[str] = ()
+) -> ReadScope:
+    """Where this incident's postmortems may be read from: its own repository or project,
+    and the places the policy names. On GitHub, `watched` (github.repositories, when set)
+    bounds it too: a repository the service does not watch is never read."""
+    sources = policy.postmortem_sources
+    if incident.ref.tracker == GITHUB:
+        github = {incident.ref.project.lower(), *(p.lower() for p in sources.github)}
+        if watched:
+            github &= {w.lower() for w in watched}
+        return ReadScope(github=frozenset(github))
+    return ReadScope(
+        jira=frozenset({incident.ref.project.upper(), *(p.upper() for p in sources.jira)}),
+        confluence=frozenset(p.upper() for p in sources.confluence),
+    )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    outside: bool  # outside the allowed places (else: not a readable reference)
+
+
+def read_refusal(ref: PostmortemRef, incident: Incident, scope: ReadScope) -> Refusal | None:
+    """Why a (normalised) reference must not be read, or None to read it.
+
+    Decided from the reference alone, so a refused one costs no request. Where the place is
+    only known from the answer (a Confluence page by id), None lets the connector read the
+    page's metadata and refuse it there before its body is used.
+    """
+    try:
+        if incident.ref.tracker == GITHUB:
+            if ref.kind in ("issue", "file"):
+                target = (
+                    locators.github_issue(ref.locator)
+                    if ref.kind == "issue"
+                    else locators.github_file(ref.locator)
+                )
+                if not scope.allows_github(target.project):
+                    return Refusal(OUTSIDE, outside=True)
+            elif ref.kind == "url":
+                # Not normalised into an issue or file: an unsafe one (BadReference, below),
+                # or another site, a pull request, a tree.
+                target = locators.github_url(ref.url or ref.locator, _github_hosts(incident))
+                if target is None:
+                    return Refusal("not an issue or file on this GitHub", outside=False)
+                if not scope.allows_github(target.project):
+                    return Refusal(OUTSIDE, outside=True)
+            return None
+        if ref.kind == "issue":
+            if not scope.allows_jira(locators.jira_project(ref.locator)):
+                return Refusal(OUTSIDE, outside=True)
+        elif ref.kind == "confluence":
+            locators.confluence_page_id(ref.locator)
+            space = _confluence_space(ref.url) if ref.url else None
+            if not scope.confluence or (space and not scope.allows_confluence(space)):
+                return Refusal(OUTSIDE, outside=True)
+        elif ref.kind == "url":
+            space = _confluence_space(ref.url or ref.locator)
+            if space is not None and not scope.confluence:
+                return Refusal(OUTSIDE, outside=True)
+            if space and not scope.allows_confluence(space):
+                return Refusal(OUTSIDE, outside=True)
+    except locators.BadReference as exc:
+        return Refusal(str(exc), outside=False)
+    return None
+
+
+_SPACE_IN_URL = re.compile(r"/(?:spaces|display)/([^/?#]+)")
+
+
+def _confluence_space(url: str) -> str | None:
+    """The space a Confluence-looking URL names ("" when it names none), None when the URL
+    does not look like a Confluence page (the connector says why it cannot read it)."""
+    parts = urlsplit(url)
+    if m := _SPACE_IN_URL.search(parts.path):
+        return unquote_plus(m.group(1))
+    if parts.path.endswith("/viewpage.action") or "pageId=" in parts.query:
+        return ""
+    return None
+
+
+def normalise_ref(ref: PostmortemRef, incident: Incident) -> PostmortemRef:
+    """The canonical form of a reference, as far as it can be known without a request.
+
+    GitHub: issue numbers without leading zeros; an issue or blob URL on the incident's own
+    GitHub becomes the issue or file ref it names (anchor, query and trailing slash
+    dropped). Jira: a /browse/ URL on the incident's site becomes the issue key. A reference
+    that does not parse is kept as written; the read decision reports why it is not read.
+    """
+    url = ref.url or ref.locator
+    try:
+        if incident.ref.tracker == GITHUB:
+            if ref.kind == "url":
+                target = locators.github_url(url, _github_hosts(incident))
+                if target is not None:
+                    kind = "issue" if isinstance(target, locators.GitHubIssue) else "file"
+                    return PostmortemRef(kind, target.locator, ref.url)
+            elif ref.kind == "issue":
+                return replace(ref, locator=locators.github_issue(ref.locator).locator)
+            elif ref.kind == "file":
+                return replace(ref, locator=locators.github_file(ref.locator).locator)
+        elif ref.kind == "url":
+            browse = re.match(
+                re.escape(incident.ref.site.rstrip("/")) + r"/browse/([^/?#]+)/?(?:[?#].*)?$", url
+            )
+            if browse:
+                return PostmortemRef("issue", _jira_key(browse.group(1)), ref.url)
+        elif ref.kind == "issue":
+            return replace(ref, locator=_jira_key(ref.locator))
+    except locators.BadReference:
+        pass
+    return ref
+
+
+def _jira_key(text: str) -> str:
+    project = locators.jira_project(text)
+    return f"{project}-{int(text.rsplit('-', 1)[1])}"
+
+
+def _github_hosts(incident: Incident) -> set[str]:
+    hosts = locators.github_web_hosts(incident.ref.site)
+    if incident.url:
+        hosts.add(urlsplit(incident.url).netloc.lower())
+    return hosts
+
+
+def _identity(ref: PostmortemRef) -> tuple:
+    """What makes two normalised references the same postmortem (GitHub names ignore case)."""
+    try:
+        if ref.kind == "issue" and "/" in ref.locator:
+            issue = locators.github_issue(ref.locator)
+            return ("issue", issue.project.lower(), issue.number)
+        if ref.kind == "file":
+            file = locators.github_file(ref.locator)
+            return ("file", file.project.lower(), file.path, file.ref)
+    except locators.BadReference:
+        pass
+    if ref.kind == "url":
+        parts = urlsplit(ref.url or ref.locator)
+        return ("url", parts._replace(fragment="", path=parts.path.rstrip("/")).geturl())
+    return (ref.kind, ref.locator)
 
 
 def _parse_ref(text: str, incident: Incident) -> PostmortemRef | None:

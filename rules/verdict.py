@@ -38,6 +38,11 @@ class Verdict:
     unreadable: tuple[tuple[PostmortemRef, str], ...] = ()
     # Read, but not analysed: too large, or stopped at the time budget (the reason says).
     unchecked: tuple[tuple[Postmortem, str], ...] = ()
+    # References past MAX_POSTMORTEM_REFS: reported, never read.
+    not_read: int = 0
+    # References outside the allowed places (rules.incident_policy.read_scope): never read,
+    # so nothing of them is known but the reference itself.
+    refused: tuple[PostmortemRef, ...] = ()
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:
@@ -54,14 +59,20 @@ def check(
     dismissed: Collection[str] = (),
     model: str | None = None,
     analyser: Callable[..., Analysis] = analyse,
+    not_read: int = 0,
+    refused: Sequence[PostmortemRef] = (),
 ) -> Verdict:
-    """`dismissed` holds fingerprints reviewers marked false positive or waived.
+    """`dismissed` holds fingerprints reviewers marked false positive or waived; `not_read`
+    counts references past the cap on how many one check reads; `refused` are references
+    outside the allowed places.
 
     `analyser` is `nlp.analysis.analyse` or a stand-in with its signature (the service runs
     it in worker processes under a time budget); one raising `Unchecked` leaves that
     postmortem unchecked, with the reason, rather than failing the check."""
     if not postmortems:
-        return Verdict(MISSING, (), tuple(unreadable))
+        return Verdict(
+            MISSING, (), tuple(unreadable), not_read=not_read, refused=tuple(refused)
+        )
     threshold = severity_rank(policy.review_at)
     checks = []
     unchecked = []
@@ -92,4 +103,7 @@ def check(
         status = UNCHECKED
     else:
         status = OK
-    return Verdict(status, tuple(checks), tuple(unreadable), tuple(unchecked))
+    return Verdict(
+        status, tuple(checks), tuple(unreadable), tuple(unchecked), not_read=not_read,
+        refused=tuple(refused),
+    )

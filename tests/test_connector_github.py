@@ -799,3 +799,82 @@ def test_fake_paginates_with_absolute_links_and_checks_tokens(gh: FakeGitHub) ->
 
     gone = requests.delete(f"{gh.url}/repos/{REPO}/issues/1/labels/absent", headers=auth)
     assert gone.status_code == 404
+
+
+# ---- references are parsed into validated components, never joined into API paths ------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{web}/acme/web/blob/main/../../../../user",
+        "{web}/acme/web/blob/main/docs/../../../../user",
+        "{web}/acme/web/blob/main/%2e%2e/%2E%2E/%2e%2e/%2e%2e/user",
+        "{web}/acme/web/blob/main/..%2F..%2F..%2F..%2Fuser",
+        "{web}/acme/web/blob/main/%252e%252e/%252e%252e/user",
+        "{web}/acme/web/blob/main/..%5C..%5Cuser",
+        "{web}/acme/web/blob/main/docs\\..\\..\\user",
+        "{web}/../../blob/main/user",
+        "{web}/acme/../blob/main/user",
+        "{web}/acme/web/issues/../../../../user",
+    ],
+)
+def test_path_traversal_in_a_url_is_refused_before_any_request(gh: FakeGitHub, url: str) -> None:
+    url = url.format(web=gh.web_url)
+    with pytest.raises(TrackerError) as err:
+        make_tracker(gh).fetch_postmortem(PostmortemRef("url", url, url), site="")
+    assert not err.value.transient
+    assert gh.requests == [], "no request may leave for a reference with a traversal"
+
+
+@pytest.mark.parametrize(
+    ("kind", "locator", "message"),
+    [
+        ("file", "acme/web:../../../../user@main", "'..'"),
+        ("file", "acme/web:/etc/passwd@main", "absolute"),
+        ("file", "acme/web:docs\\pm.md@main", "backslash"),
+        ("file", "acme/web:docs/%2e%2e/pm.md@main", "encoded"),
+        ("file", "acme/web:docs//pm.md@main", "empty"),
+        ("file", "acme/web:docs/pm.md@main..evil", "branch"),
+        ("file", "../..:user@main", "repository"),
+        ("issue", "../..#3", "repository"),
+        ("issue", "acme/..#3", "repository"),
+        ("issue", "acme/web#3/../../user", "issue"),
+        ("issue", "acme/web#-3", "issue"),
+    ],
+)
+def test_bad_locators_are_refused_with_a_clear_error(
+    gh: FakeGitHub, kind: str, locator: str, message: str
+) -> None:
+    with pytest.raises(TrackerError, match=message) as err:
+        make_tracker(gh).fetch_postmortem(PostmortemRef(kind, locator), site="")
+    assert not err.value.transient
+    assert gh.requests == []
+
+
+def test_a_dotted_repository_name_and_a_branch_with_dots_are_still_read(gh: FakeGitHub) -> None:
+    gh.add_repo("acme/.github")
+    gh.add_file("acme/.github", "pm/v1.2.md", "# Dots\n", ref="release-1.2")
+    url = f"{gh.web_url}/acme/.github/blob/release-1.2/pm/v1.2.md"
+    pm = make_tracker(gh).fetch_postmortem(PostmortemRef("url", url, url), site="")
+    assert pm.text == "# Dots\n"
+    assert gh.requests[-1][1] == "/repos/acme/.github/contents/pm/v1.2.md"
+
+
+def test_a_scope_refuses_other_repositories_before_any_request(gh: FakeGitHub) -> None:
+    from connector.base import OutsideScope, ReadScope
+
+    gh.add_repo("acme/secret", private=True)
+    gh.add_file("acme/secret", "pm.md", "secret\n")
+    pm = gh.add_issue("acme/secret", "PM", "secret", labels=["postmortem"])
+    scope = ReadScope(github=frozenset({REPO}))
+    tracker = make_tracker(gh)
+    blob = f"{gh.web_url}/acme/secret/blob/main/pm.md"
+    for ref in (PostmortemRef("issue", f"acme/secret#{pm}"),
+                PostmortemRef("file", "acme/secret:pm.md"), PostmortemRef("url", blob, blob)):
+        with pytest.raises(OutsideScope, match="outside the allowed places"):
+            tracker.fetch_postmortem(ref, site="", scope=scope)
+    assert gh.requests == []
+    gh.add_file(REPO, "pm.md", "ours\n")
+    own = tracker.fetch_postmortem(PostmortemRef("file", "ACME/Web:pm.md"), scope=scope)
+    assert own.text == "ours\n" and own.source.lower() == "repository acme/web"

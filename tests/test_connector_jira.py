@@ -22,7 +22,7 @@ from connector.base import (
     Tracker,
     TrackerError,
 )
-from connector.confluence import page_target, storage_to_text
+from connector.confluence import PageTarget, page_target, storage_to_text
 from connector.jira import JiraTracker, parse_event
 from tests.fakes.jira import FakeJira, fake_jira  # noqa: F401  (the shared fixture)
 
@@ -471,7 +471,9 @@ def test_storage_code_is_skipped_by_the_analyser():
 
 def test_page_target_forms():
     wiki = "https://example.atlassian.net/wiki"
-    assert page_target(f"{wiki}/spaces/ENG/pages/123/Post+mortem", wiki).page_id == "123"
+    assert page_target(f"{wiki}/spaces/ENG/pages/123/Post+mortem", wiki) == PageTarget(
+        page_id="123", space="ENG"
+    )
     assert page_target(f"{wiki}/spaces/ENG/pages/edit-v2/124", wiki).page_id == "124"
     assert page_target(f"{wiki}/pages/viewpage.action?pageId=125", wiki).page_id == "125"
     display = page_target(f"{wiki}/display/ENG/Checkout+outage", wiki)
@@ -906,3 +908,63 @@ def test_storage_to_text_survives_broken_markup():
 def test_tracker_needs_credentials():
     with pytest.raises(ValueError, match="jira.pat"):
         JiraTracker(SITE)
+
+
+@pytest.mark.parametrize(
+    ("kind", "locator", "message"),
+    [
+        ("issue", "../../myself", "Jira issue key"),
+        ("issue", "OPS-1/../../../myself", "Jira issue key"),
+        ("issue", "ops-1", "Jira issue key"),
+        ("confluence", "501/../../user", "page id"),
+        ("confluence", "%2e%2e", "page id"),
+        ("confluence", "", "page id"),
+    ],
+)
+def test_bad_ids_are_refused_before_any_request(fake, kind, locator, message):
+    with pytest.raises(TrackerError, match=message) as info:
+        tracker(fake).fetch_postmortem(PostmortemRef(kind, locator))
+    assert not info.value.transient
+    assert fake.requests == []
+
+
+def test_a_scope_refuses_other_projects_and_spaces(fake):
+    from connector.base import OutsideScope, ReadScope
+
+    fake.add_project("SEC")
+    secret = fake.add_issue("SEC", "Secret PM", "secret words", issue_type="Postmortem")
+    page = fake.add_confluence_page(901, "Secret page", "<p>secret words</p>", space="SEC")
+    ok_page = fake.add_confluence_page(902, "Our page", "<p>our words</p>", space="ENG")
+    t = tracker(fake)
+    scope = ReadScope(jira=frozenset({"OPS"}), confluence=frozenset({"ENG"}))
+    with pytest.raises(OutsideScope):
+        t.fetch_postmortem(PostmortemRef("issue", secret), scope=scope)
+    with pytest.raises(OutsideScope):
+        t.fetch_postmortem(PostmortemRef("url", f"{fake.url}/browse/{secret}"), scope=scope)
+    with pytest.raises(OutsideScope):  # the URL names the space: no request
+        t.fetch_postmortem(PostmortemRef("url", page, page), scope=scope)
+    with pytest.raises(OutsideScope):
+        t.fetch_postmortem(PostmortemRef("confluence", "901"), scope=ReadScope())
+    assert fake.requests == []
+    # By id the space is only known from the page's answer; its body is never returned.
+    with pytest.raises(OutsideScope, match="page 901 is outside") as info:
+        t.fetch_postmortem(PostmortemRef("confluence", "901"), scope=scope)
+    assert "secret" not in str(info.value).replace("Secret", "")
+    assert fake.calls("GET", r"/content/901$")
+    ours = t.fetch_postmortem(PostmortemRef("url", ok_page, ok_page), scope=scope)
+    assert ours.text == "our words\n" and ours.source == "Confluence space ENG"
+    issue = t.fetch_postmortem(PostmortemRef("issue", fake.add_issue("OPS", "PM", "x")))
+    assert issue.source == "Jira project OPS"
+
+
+def test_an_issue_moved_to_another_project_is_refused_on_its_answer(fake):
+    from connector.base import OutsideScope, ReadScope
+
+    old = fake.add_issue("OPS", "PM", "secret words", issue_type="Postmortem")
+    new = fake.move_issue(old, "SEC")
+    assert new.startswith("SEC-")
+    t = tracker(fake)
+    # The old key looks like our project's; Jira answers with the moved issue's new key.
+    with pytest.raises(OutsideScope, match=f"{old} is outside"):
+        t.fetch_postmortem(PostmortemRef("issue", old), scope=ReadScope(jira=frozenset({"OPS"})))
+    assert t.fetch_postmortem(PostmortemRef("issue", old)).source == "Jira project SEC"

@@ -749,3 +749,26 @@ def test_audit_page_lists_who_what_when_why_newest_first(env: ServiceEnv, seeded
     assert len(re.findall(r"<td><code>check</code></td>", page2)) == 10
 
     assert signed_in(env.app, "eli").get("/audit").status_code == 403
+
+
+def test_incident_page_shows_where_each_postmortem_was_read_from(gh_env: ServiceEnv) -> None:
+    from dataclasses import replace
+
+    from rules.incident_policy import PostmortemSources
+
+    e = gh_env
+    e.service.policy = replace(
+        e.service.policy, postmortem_sources=PostmortemSources(github=("acme/postmortems",))
+    )
+    e.fake.add_repo("acme/postmortems")
+    e.fake.add_file("acme/postmortems", "2026/checkout.md", BLAME_PM)
+    pm = e.fake.add_issue(REPO, "Postmortem", BLAME_PM, labels=["postmortem"])
+    blob = f"{e.fake.web_url}/acme/postmortems/blob/main/2026/checkout.md"
+    body = f"Postmortem: #{pm}\nPIR: acme/secret#1\nPIR: {blob}"
+    number = e.fake.add_issue(REPO, "Checkout down", body, labels=["incident"])
+    e.fake.close_issue(REPO, number)
+    ref = IncidentRef("github", e.fake.url, REPO, str(number))
+    assert e.service.check_now(ref).status == "needs-review"
+    page = signed_in(e.app, "mia").get(page_url(ref.id)).get_data(as_text=True)
+    assert "read it from repository acme/ops" in page
+    assert "read it from repository acme/postmortems" in page

@@ -13,7 +13,7 @@ import pytest
 from rules.comment import GITHUB_MARKER
 from store import queries
 from store.db import session_scope
-from store.models import Job
+from store.models import Analysis, Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
 from tests.yaml_bombs import billion_laughs
@@ -398,3 +398,160 @@ def test_a_burst_of_deliveries_reaches_the_queue_as_one_message_and_all_are_chec
         wait_until(lambda n=number: our_comments(env.fake, n), what=f"comment on #{number}")
     assert sorted(len(b) for b in batches) == [5]
     assert all(len(our_comments(env.fake, n)) == 1 for n in numbers)
+
+
+# ---- scoped, bounded postmortem reads (issue 9) ---------------------------------------
+
+
+def postmortem_reads(env, pattern: str) -> list:
+    return env.fake.calls("GET", pattern)
+
+
+def test_one_issue_written_two_hundred_ways_is_read_once(env) -> None:
+    pm = env.fake.add_issue(REPO, "Postmortem", CLEAN_PM, labels=["postmortem"])
+    forms = [f"#{pm}", f"#0{pm}", f"#00{pm}", f"{REPO.upper()}#{pm}",
+             f"{env.fake.web_url}/{REPO}/issues/{pm}/",
+             f"{env.fake.web_url}/{REPO}/issues/0{pm}#issuecomment-1"]
+    body = "\n".join(f"Postmortem: {forms[i % len(forms)]}" for i in range(200))
+    number = env.fake.add_issue(REPO, "Checkout down", body, labels=["incident"])
+    assert close(env, number).status_code == 202
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number))
+    assert len(postmortem_reads(env, rf"^/repos/{REPO}/issues/{pm}$")) == 1
+    with session_scope(env.service.sessions) as session:
+        incident_id = f"github:{env.fake.url}:{REPO}#{number}"
+        assert session.query(Analysis).filter_by(incident_id=incident_id).count() == 1
+
+
+def test_references_beyond_the_cap_are_reported_not_read(env) -> None:
+    from rules.incident_policy import MAX_POSTMORTEM_REFS
+
+    body = "\n".join(f"Postmortem: #{n}" for n in range(1000, 1200))
+    number = env.fake.add_issue(REPO, "Checkout down", body, labels=["incident"])
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    reads = postmortem_reads(env, rf"^/repos/{REPO}/issues/1\d\d\d$")
+    assert len(reads) == MAX_POSTMORTEM_REFS
+    assert f"read the first {MAX_POSTMORTEM_REFS}" in comment["body"]
+    assert "190 more" in comment["body"]
+
+
+SECRET_REPO = "acme/secret-infra"
+SECRET_PM = "# Infra postmortem\n\nThe root password is hunter2-SECRET. Ravi forgot to rotate it.\n"
+OUTSIDE = "outside the allowed places"
+
+
+def secret_repo(env) -> None:
+    env.fake.add_repo(SECRET_REPO, private=True)
+    env.fake.add_file(SECRET_REPO, "docs/pm.md", SECRET_PM)
+    assert env.fake.add_issue(
+        SECRET_REPO, "Infra postmortem", SECRET_PM, labels=["postmortem"]
+    ) == 1
+
+
+def assert_refused(env, number: int) -> str:
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    body = comment["body"]
+    assert OUTSIDE in body
+    assert "hunter2" not in body and "Ravi" not in body and "Infra postmortem" not in body
+    assert postmortem_reads(env, rf"^/repos/{SECRET_REPO}") == [], "nothing may be requested"
+    wait_until(lambda: "postmortem:missing" in env.fake.labels(REPO, number))
+    return body
+
+
+def test_a_blob_url_in_another_repository_is_not_read(env) -> None:
+    secret_repo(env)
+    url = f"{env.fake.web_url}/{SECRET_REPO}/blob/main/docs/pm.md"
+    number = env.fake.add_issue(REPO, "Checkout down", f"Postmortem: {url}", labels=["incident"])
+    assert close(env, number).status_code == 202
+    assert_refused(env, number)
+
+
+def test_an_issue_reference_in_another_repository_is_not_read(env) -> None:
+    secret_repo(env)
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: {SECRET_REPO}#1", labels=["incident"]
+    )
+    assert close(env, number).status_code == 202
+    assert_refused(env, number)
+
+
+def test_a_cross_reference_from_another_repository_is_not_read(env) -> None:
+    secret_repo(env)
+    number = env.fake.add_issue(REPO, "Checkout down", "", labels=["incident"])
+    env.fake.cross_reference(SECRET_REPO, 1, REPO, number)
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    assert "hunter2" not in comment["body"] and OUTSIDE in comment["body"]
+    assert postmortem_reads(env, rf"^/repos/{SECRET_REPO}/(issues/1|contents)") == []
+
+
+def test_a_repository_the_policy_names_is_read(env) -> None:
+    from dataclasses import replace
+
+    from rules.incident_policy import policy_from_mapping
+
+    env.fake.add_repo("acme/postmortems")
+    env.fake.add_file("acme/postmortems", "2026/checkout.md", CLEAN_PM)
+    pm = env.fake.add_issue("acme/postmortems", "Postmortem", CLEAN_PM, labels=["postmortem"])
+    env.service.policy = replace(
+        env.service.policy,
+        postmortem_sources=policy_from_mapping(
+            {"postmortem_sources": {"github": ["Acme/Postmortems"]}}, "policy"
+        ).postmortem_sources,
+    )
+    url = f"{env.fake.web_url}/acme/postmortems/blob/main/2026/checkout.md"
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: acme/postmortems#{pm}\nPIR: {url}",
+        labels=["incident"],
+    )
+    assert close(env, number).status_code == 202
+    wait_until(lambda: "postmortem:ok" in env.fake.labels(REPO, number))
+    assert postmortem_reads(env, rf"^/repos/acme/postmortems/issues/{pm}$")
+    assert postmortem_reads(env, r"^/repos/acme/postmortems/contents/2026/checkout.md$")
+
+
+def test_a_repository_config_cannot_widen_the_places(env) -> None:
+    secret_repo(env)
+    env.fake.add_file(
+        REPO, ".github/pmguard.yml", f"postmortem_sources:\n  github: [{SECRET_REPO}]\n"
+    )
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: {SECRET_REPO}#1", labels=["incident"]
+    )
+    assert close(env, number).status_code == 202
+    assert_refused(env, number)
+
+
+def test_watched_repositories_apply_to_postmortems(env) -> None:
+    from dataclasses import replace
+
+    from rules.incident_policy import PostmortemSources
+
+    env.fake.add_repo("acme/postmortems")
+    pm = env.fake.add_issue("acme/postmortems", "Postmortem", CLEAN_PM, labels=["postmortem"])
+    # The policy names the repository, but the service only watches acme/ops.
+    env.service.policy = replace(
+        env.service.policy, postmortem_sources=PostmortemSources(github=("acme/postmortems",))
+    )
+    settings = env.service.settings
+    env.service.settings = replace(settings, github=replace(settings.github, repositories=(REPO,)))
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: acme/postmortems#{pm}", labels=["incident"]
+    )
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    assert OUTSIDE in comment["body"]
+    assert postmortem_reads(env, r"^/repos/acme/postmortems") == []
+
+
+def test_a_traversal_in_a_blob_url_never_reaches_another_api_path(env) -> None:
+    url = f"{env.fake.web_url}/{REPO}/blob/main/../../../../user"
+    encoded = f"{env.fake.web_url}/{REPO}/blob/main/%2e%2e/%2e%2e/%2e%2e/%2e%2e/user"
+    number = env.fake.add_issue(
+        REPO, "Checkout down", f"Postmortem: {url}\nPIR: {encoded}", labels=["incident"]
+    )
+    assert close(env, number).status_code == 202
+    [comment] = wait_until(lambda: our_comments(env.fake, number))
+    assert env.fake.calls("GET", r"^/user") == []
+    assert env.fake.calls("GET", rf"^/repos/{REPO}/contents/(?!\.github/pmguard.yml)") == []
+    assert comment["body"].count("contains a '..' segment") == 2, comment["body"]

@@ -92,7 +92,16 @@ def test_linked_postmortem_issue_with_blame_needs_review(env) -> None:
     wait_until(lambda: "postmortem:needs-review" in env.fake.labels(key))
 
 
+def allow(env, **places) -> None:
+    from dataclasses import replace
+
+    from rules.incident_policy import PostmortemSources
+
+    env.service.policy = replace(env.service.policy, postmortem_sources=PostmortemSources(**places))
+
+
 def test_confluence_postmortem_reads_clean(env) -> None:
+    allow(env, confluence=("ENG",))  # pages are read only from spaces the policy names
     url = env.fake.add_confluence_page(4242, "Postmortem: payments", CLEAN_PAGE)
     key = env.fake.add_issue("OPS", "Payments down", "")
     env.fake.add_remote_link(key, url, "Postmortem")
@@ -148,3 +157,37 @@ def test_several_jira_sites_each_with_its_own_secret(tmp_path: Path) -> None:
             wait_until(lambda: "postmortem:missing" in dc.labels(key), what="label")
         finally:
             e.stop()
+
+
+SECRET = "h2. What happened\n\nThe vault key hunter2-SECRET leaked. Ravi forgot to rotate it.\n"
+OUTSIDE = "outside the allowed places"
+
+
+def test_an_issue_in_another_project_and_a_page_in_another_space_are_not_read(env) -> None:
+    allow(env, confluence=("ENG",))
+    env.fake.add_project("SEC")
+    secret = env.fake.add_issue("SEC", "Vault postmortem", SECRET, issue_type="Postmortem")
+    page = env.fake.add_confluence_page(
+        5151, "Vault page", "<p>The vault key hunter2-SECRET leaked.</p>", space="SEC"
+    )
+    by_id = f"{env.fake.url}/wiki/pages/viewpage.action?pageId=5151"
+    key = env.fake.add_issue("OPS", "Payments down", f"Postmortem: {secret}\nPIR: {by_id}")
+    env.fake.link(key, secret, "Relates")
+    env.fake.add_remote_link(key, page, "Postmortem")
+    assert close(env, key).status_code == 202
+    [comment] = wait_until(lambda: ours(env.fake, key))
+    body = comment["body"]
+    assert body.count(OUTSIDE) == 3, body  # the issue, the page by its URL and by its id
+    assert "hunter2" not in body and "Ravi" not in body and "Vault" not in body
+    assert env.fake.calls("GET", rf"/issue/{secret}$") == []
+    wait_until(lambda: "postmortem:missing" in env.fake.labels(key))
+
+
+def test_a_project_the_policy_names_is_read(env) -> None:
+    allow(env, jira=("PIR",))
+    env.fake.add_project("PIR")
+    pm = env.fake.add_issue("PIR", "Postmortem: payments", BLAME, issue_type="Postmortem")
+    key = env.fake.add_issue("OPS", "Payments down", "")
+    env.fake.link(key, pm, "Relates")
+    assert close(env, key).status_code == 202
+    wait_until(lambda: "postmortem:needs-review" in env.fake.labels(key))

@@ -13,13 +13,25 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from connector.base import GITHUB, Incident, IncidentRef, NotFound, Postmortem, TrackerError
+from connector.base import (
+    GITHUB,
+    Incident,
+    IncidentRef,
+    NotFound,
+    OutsideScope,
+    Postmortem,
+    PostmortemRef,
+    TrackerError,
+)
 from nlp.limits import MAX_SOURCE_CHARS
 from nlp.model import Analysis
 from rules import comment
 from rules.incident_policy import (
     IncidentPolicy,
+    bounded_refs,
     postmortem_refs,
+    read_refusal,
+    read_scope,
     repository_policy,
     severity_from_labels,
 )
@@ -59,9 +71,27 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
         return _report_waived(service, tracker, incident, policy, waiver, reason)
     postmortems: list[Postmortem] = []
     unreadable = []
-    for pm_ref in postmortem_refs(incident, bot_marker=marker):
+    # Bounded before anything is read: an incident's text decides how many requests and
+    # stored analyses a check makes, so past the cap references are only counted.
+    to_read, not_read = bounded_refs(postmortem_refs(incident, bot_marker=marker))
+    # A reference is text anyone can write; the service's credentials reach places the
+    # incident's author may not read. Decided before the request, checked again by the
+    # connector (a Confluence page's space is only known from its answer).
+    watched = service.settings.github.repositories if ref.tracker == GITHUB else ()
+    scope = read_scope(incident, policy, watched=watched)
+    refused: list[PostmortemRef] = []
+    for pm_ref in to_read:
+        refusal = read_refusal(pm_ref, incident, scope)
+        if refusal is not None:
+            if refusal.outside:
+                refused.append(pm_ref)
+            else:
+                unreadable.append((pm_ref, refusal.reason))
+            continue
         try:
-            postmortems.append(tracker.fetch_postmortem(pm_ref, site=ref.site))
+            postmortems.append(tracker.fetch_postmortem(pm_ref, site=ref.site, scope=scope))
+        except OutsideScope:
+            refused.append(pm_ref)
         except NotFound as exc:
             unreadable.append((pm_ref, str(exc)))
         except TrackerError as exc:
@@ -74,7 +104,8 @@ def check_incident(service, ref: IncidentRef, *, reason: str = "closed") -> Outc
     deadline = time.monotonic() + service.settings.analysis_timeout
     verdict = check(
         incident, postmortems, policy, service.pack, unreadable=unreadable, dismissed=dismissed,
-        analyser=partial(service.analyse, deadline=deadline),
+        analyser=partial(service.analyse, deadline=deadline), not_read=len(not_read),
+        refused=refused,
     )
     for finding in verdict.open_findings:
         metrics.FINDINGS.labels(finding.rule).inc()
@@ -243,7 +274,7 @@ def _persist(service, incident: Incident, verdict: Verdict, reason: str) -> None
                     for f in analysis.findings
                 ],
                 action_items=[a.to_dict() for a in analysis.action_items],
-                summary={**summary, "reason": reason},
+                summary={**summary, "reason": reason, "source": pm.source},
             )
         queries.audit(
             session,

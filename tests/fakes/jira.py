@@ -165,6 +165,7 @@ class FakeJira(LocalServer):
         self._link_ids = itertools.count(20000)
         self._projects: dict[str, dict] = {}
         self._issues: dict[str, _Issue] = {}  # by key
+        self._moved: dict[str, str] = {}  # old key -> new key, as Jira answers a moved issue
         self._users: dict[str, dict] = {}
         self._links: list[tuple[str, str, str, str]] = []  # (id, type, outward from, to)
         self._fields: dict[str, str] = {}  # custom field id -> name
@@ -257,6 +258,17 @@ class FakeJira(LocalServer):
         if status != "Open":
             self.transition(key, status)
         return key
+
+    def move_issue(self, key: str, project: str) -> str:
+        """Move an issue to another project; its old key still answers, with the new key."""
+        with self.lock:
+            self.add_project(project)
+            issue = self._issues.pop(key)
+            number = 1 + sum(1 for i in self._issues.values() if i.project == project)
+            issue.key, issue.project = f"{project}-{number}", project
+            self._issues[issue.key] = issue
+            self._moved[key] = issue.key
+            return issue.key
 
     def add_comment(self, key: str, body: str, author: str = "alice") -> str:
         with self.lock:
@@ -413,7 +425,7 @@ class FakeJira(LocalServer):
     # ---- internals: model
 
     def _issue(self, id_or_key: str) -> _Issue:
-        issue = self._issues.get(str(id_or_key))
+        issue = self._issues.get(self._moved.get(str(id_or_key), str(id_or_key)))
         if issue is None:
             issue = next((i for i in self._issues.values() if i.id == str(id_or_key)), None)
         if issue is None:
@@ -1074,6 +1086,22 @@ class FakeJira(LocalServer):
             }
         else:
             data["_expandable"]["version"] = ""
+        if "space" in expand:
+            key = page["space"]
+            data["space"] = {
+                "id": 98000 + sum(map(ord, key)),
+                "key": key,
+                "name": key.title(),
+                "type": "global",
+                "status": "current",
+                "_links": {
+                    "webui": f"/spaces/{key}",
+                    "self": f"{self.url}/wiki/rest/api/space/{key}",
+                },
+                "_expandable": {"homepage": "", "description": "", "metadata": ""},
+            }
+        else:
+            data["_expandable"]["space"] = f"/rest/api/space/{page['space']}"
         if "body.storage" in expand:
             data["body"] = {
                 "storage": {"value": page["storage"], "representation": "storage"},
