@@ -47,8 +47,11 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+PACK = None  # --pack: a rule pack file instead of the shipped one
+
+
 def flagged(sentence: str, model: str) -> list:
-    analysis = analyse(sentence, model=model, check_actions=False)
+    analysis = analyse(sentence, model=model, check_actions=False, pack=PACK)
     return [f for f in analysis.findings if not f.suppressed]
 
 
@@ -122,7 +125,7 @@ def false_flags_per_kword(shared: Path, model: str, show: bool) -> tuple[int, in
         source = path.read_text(encoding="utf-8")
         lines = source.splitlines()
         words += len(source.split())
-        for f in analyse(source, model=model, check_actions=False).findings:
+        for f in analyse(source, model=model, check_actions=False, pack=PACK).findings:
             flags += 1
             if not _labelled(" ".join(lines[f.line - 1 : f.end_line]), labelled):
                 false += 1
@@ -138,9 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="list misses and false flags")
     parser.add_argument("--only", action="append", metavar="FILE",
                         help="measure only these sentence files (by name); repeatable")
+    parser.add_argument("--pack", help="a rule pack file to measure instead of the shipped one")
     parser.add_argument("--no-postmortems", action="store_true",
                         help="skip the false-flag count over whole postmortems")
     args = parser.parse_args(argv)
+    if args.pack:
+        global PACK
+        from rules.schema import load_pack
+
+        PACK = load_pack(args.pack)
     shared = shared_dir(args.shared)
     if not (shared / "corpus").is_dir():
         print(f"no corpus at {shared / 'corpus'}; pass --shared", file=sys.stderr)

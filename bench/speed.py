@@ -25,7 +25,10 @@ from nlp.analysis import analyse  # noqa: E402
 from nlp.pipeline import get_pipeline  # noqa: E402
 
 MODES = {"trained": "auto", "blank": "blank"}
-TARGET_OVERHEAD = 0.15
+# Issue 10: the whole trained analyse() (text extraction, rules, the classifier, action
+# items) at most 1.3x the bare pipeline on the same text. The blank pipeline has no such
+# target: it tokenises at ~450,000 words/s, faster than any per-sentence step.
+TARGET_RATIO = 1.3
 TARGET_COLD_START = 3.0
 
 
@@ -104,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             f"words/s | text extraction {x:.2f} s, pipeline {b:.2f} s, rules + suggestions + "
             f"action items {rules:.2f} s"
         )
+        target = f" (target <= {TARGET_RATIO}x)" if mode == "trained" else ""
         print(
-            f"           rules + suggestions + action items on top of the pipeline: "
-            f"{rules / b:+.1%} (target <= {TARGET_OVERHEAD:.0%}); whole analyse() / bare "
-            f"pipeline = {f / b:.2f}x"
+            f"           rules + classifier + suggestions + action items on top of the "
+            f"pipeline: {rules / b:+.1%}; whole analyse() / bare pipeline = {f / b:.2f}x{target}"
         )
     t = cold_start()
     target = f"target < {TARGET_COLD_START} s"

@@ -18,6 +18,8 @@ from spacy.attrs import LEMMA, LOWER
 from spacy.matcher import Matcher
 from spacy.tokens import Doc, Span, Token
 
+from nlp.classifier import available as classifier_available
+from nlp.classifier import get_classifier
 from nlp.model import SEVERITIES, severity_rank
 from nlp.names import name_table
 from nlp.people import (
@@ -69,7 +71,18 @@ class CompiledPack:
         self.skip = _matcher(vocab, "skip", pack.skip_sentences)
         self._lock = threading.Lock()
         self.compiled: list[_RuleMatchers] = []
+        self.model_rules: list[Rule] = []
         for rule in pack.active:
+            if rule.model:
+                if classifier_available():
+                    self.rules.append(rule)
+                    self.model_rules.append(rule)
+                else:
+                    self.skipped.append(
+                        f"rule {rule.id} needs the trained {rule.model} (nlp/models/"
+                        f"{rule.model}), which is not installed; skipped"
+                    )
+                continue
             missing = rule.requires - pipeline.provides
             if missing:
                 self.skipped.append(
@@ -91,6 +104,15 @@ class CompiledPack:
         only: str | None = None,
     ) -> list[Hit]:
         """Findings for one parsed block; `only` keeps one rule and skips deduplication."""
+        hits, kinds = self._pattern_hits(doc, roster, action_scope, quoted, only)
+        hits += self._model_hits(doc, roster, action_scope, quoted, only, hits, kinds)
+        if only is not None:
+            return [h for _a, _b, h in hits]
+        return self._one_per_span(hits)
+
+    def _pattern_hits(
+        self, doc: Doc, roster: Roster, action_scope: bool, quoted: bool, only: str | None
+    ) -> tuple[list[tuple[int, int, Hit]], list[str] | None]:
         words = DocWords(doc)
         candidates = [
             c
@@ -100,7 +122,7 @@ class CompiledPack:
             and c.may_match(words)
         ]
         if not candidates:
-            return []
+            return [], None
         # Classifying every token is the costliest step: do it only when a pattern reads the
         # person attribute or when something matched.
         kinds: list[str] | None = None
@@ -111,7 +133,7 @@ class CompiledPack:
             found = [(c, c.matcher(doc)) for c in candidates]
             found = [(c, m) for c, m in found if m]
             if not found:
-                return []
+                return [], kinds
             if kinds is None:
                 kinds = self._annotate(doc, roster)
             skipped = {doc[s].sent.start for _k, s, _e in _run(self.skip, doc)}
@@ -149,9 +171,64 @@ class CompiledPack:
                     suggestion=suggest(rule.suggestion, span, kinds, self.pipeline.mode),
                 )
                 hits.append((sent.start, s, hit))
-        if only is not None:
-            return [h for _a, _b, h in hits]
-        return self._one_per_span(hits)
+        return hits, kinds
+
+    def _model_hits(
+        self,
+        doc: Doc,
+        roster: Roster,
+        action_scope: bool,
+        quoted: bool,
+        only: str | None,
+        pattern_hits: list[tuple[int, int, Hit]],
+        kinds: list[str] | None,
+    ) -> list[tuple[int, int, Hit]]:
+        """Sentences the trained classifier reads as blame, where no pattern rule already
+        flagged them: the rule for the predicted class decides, at its own threshold."""
+        rules = {
+            r.model_class: r
+            for r in self.model_rules
+            if (only is None or r.id == only) and _in_scope(r, action_scope)
+        }
+        if not rules:
+            return []
+        flagged = set() if only is not None else {a for a, _b, _h in pattern_hits}
+        with self._lock:
+            skipped = {doc[s].sent.start for _k, s, _e in _run(self.skip, doc)}
+        if kinds is None:
+            kinds = self._annotate(doc, roster)
+        # Blame needs someone to blame: a sentence naming no person (a name, handle, role,
+        # team, pronoun or "anyone") is about the system, whatever it sounds like; such
+        # sentences are not even classified, which is most of the classifier's saving.
+        people = [
+            (sent, who)
+            for sent in doc.sents
+            if sent.start not in flagged and sent.start not in skipped
+            and (who := phrase_kind(list(sent), kinds))
+        ]
+        if not people:
+            return []
+        predictions = get_classifier().predict([sent.text for sent, _who in people])
+        out: list[tuple[int, int, Hit]] = []
+        for (sent, who), prediction in zip(people, predictions, strict=True):
+            rule = rules.get(prediction.label)
+            if rule is None or prediction.blame < rule.threshold:
+                continue
+            if prediction.label == "SELF_BLAME":
+                who = SELF
+            severity = self._severity(rule, who, quoted)
+            if severity is None:
+                continue
+            span = _trimmed(sent)
+            out.append((sent.start, span.start, Hit(
+                rule=rule,
+                start=span.start_char,
+                end=span.end_char,
+                severity=severity,
+                sentence=sent.text,
+                suggestion=rule.suggestion,
+            )))
+        return out
 
     def _annotate(self, doc: Doc, roster: Roster) -> list[str]:
         kinds = self.people.annotate(doc, roster)
@@ -204,6 +281,16 @@ class CompiledPack:
             out.extend(kept)
         out.sort(key=lambda h: h.start)
         return out
+
+
+def _trimmed(sent: Span) -> Span:
+    """The sentence without leading and trailing whitespace or list punctuation."""
+    start, end = sent.start, sent.end
+    while start < end - 1 and (sent.doc[start].is_space or sent.doc[start].text in "-*•"):
+        start += 1
+    while end > start + 1 and sent.doc[end - 1].is_space:
+        end -= 1
+    return sent.doc[start:end]
 
 
 def _run(matcher: Matcher | None, doc: Doc) -> list:

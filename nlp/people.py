@@ -41,7 +41,9 @@ ROLE_NOUNS = frozenset(
 # Nouns a person can be asked to stand behind: "Bob's change", "her commit".
 PERSON_ACTION_NOUNS = frozenset(
     "change commit push deploy deployment edit mistake error typo pr decision handling "
-    "command fix patch config update migration approval merge action".split()
+    "command fix patch config update migration approval merge action failure oversight "
+    "lapse slip negligence carelessness omission refusal choice call "
+    "rollout release cleanup purge".split()
 )
 # Things that act in incident write-ups; in blank mode the nearest one left of a match is
 # taken as the subject ("jobs failing to execute", "the script failed to start").

@@ -39,7 +39,20 @@ CATEGORIES = (
     "person-agent-error",
     "heroics",
     "brilliance",
+    # what the trained classifier predicts (rules with `model:`)
+    "agent-harm",
+    "possessive",
+    "self-blame",
+    "minimiser",
 )
+# Trained components a rule may read, and the classes each predicts besides "OK"
+# (training/build.py trains exactly these).
+MODELS = {
+    "blame_classifier": (
+        "AGENT_HARM", "BLAME_NOUN", "COUNTERFACTUAL", "HEROICS", "HINDSIGHT", "HUMAN_ERROR",
+        "JUDGEMENTAL", "MINIMISER", "POSSESSIVE", "SELF_BLAME",
+    ),
+}
 AGENTS = ("any", "person")
 SCOPES = ("body", "action_items", "all")
 REQUIREMENTS = ("tagger", "parser", "ner")
@@ -86,6 +99,11 @@ class Rule:
     examples_no_match: tuple[str, ...] = ()
     link: str = ""
     enabled: bool = True
+    # A rule over a trained component's prediction instead of token patterns: it fires on
+    # a sentence whose predicted class is `model_class` with P(blame) >= `threshold`.
+    model: str = ""
+    model_class: str = ""
+    threshold: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,9 @@ RULE_FIELDS = {
     "examples",
     "link",
     "enabled",
+    "model",
+    "class",
+    "threshold",
 }
 
 
@@ -282,7 +303,7 @@ def _rule(raw: dict, where: str) -> Rule:
         "message",
         "explanation",
         "suggestion",
-        "patterns",
+        "model" if "model" in raw else "patterns",
         "examples",
     ):
         if key not in raw:
@@ -352,6 +373,18 @@ def _fields(rule: Rule, raw: dict, where: str) -> Rule:
     for key in PATTERN_FIELDS:
         if key in raw:
             changes[key] = _patterns(raw[key], where, key)
+    if "model" in raw:
+        if raw["model"] not in MODELS:
+            raise PackError(f"{where}: field 'model': {raw['model']!r} is not one of "
+                            f"{', '.join(MODELS)}")
+        changes["model"] = raw["model"]
+    if "class" in raw:
+        changes["model_class"] = raw["class"]
+    if "threshold" in raw:
+        value = raw["threshold"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise PackError(f"{where}: field 'threshold' must be a number between 0 and 1")
+        changes["threshold"] = float(value)
     if "examples" in raw:
         ex = raw["examples"]
         if not isinstance(ex, dict):
@@ -395,6 +428,10 @@ _VOCAB: Vocab | None = None
 
 
 def _check(rule: Rule, where: str) -> Rule:
+    if rule.model:
+        _check_model_rule(rule, where)
+    elif rule.model_class or rule.threshold:
+        raise PackError(f"{where}: fields 'class' and 'threshold' need 'model'")
     for key in ("message", "suggestion", "explanation"):
         if _YOU.search(getattr(rule, key)):
             raise PackError(
@@ -440,6 +477,17 @@ def _check(rule: Rule, where: str) -> Rule:
                     f"{detail[-1] if detail else exc}"
                 ) from None
     return rule
+
+
+def _check_model_rule(rule: Rule, where: str) -> None:
+    classes = MODELS[rule.model]
+    if rule.model_class not in classes:
+        raise PackError(f"{where}: field 'class': {rule.model_class!r} is not one of "
+                        f"{', '.join(classes)} (the classes {rule.model} predicts)")
+    if not rule.threshold:
+        raise PackError(f"{where}: field 'threshold' is missing (a number between 0 and 1)")
+    if rule.patterns:
+        raise PackError(f"{where}: a rule reads either 'model' or 'patterns', not both")
 
 
 # Limits that keep an admin's pack from stalling every worker: each token predicate runs
