@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,23 @@ def make_settings(
             url=jira_url, webhook_secret=SECRET, email=jira_email, token=jira_token,
         ),
     )
+
+
+@contextmanager
+def github_env(backend: str, tmp_path: Path, fake, **overrides) -> Iterator[ServiceEnv]:
+    """A service watching the fake GitHub `fake` on `backend` ("sqlite" or
+    "postgres-redis"), settings changed by `overrides`; the worker is not started yet, so
+    the caller can seed the fake first. Stopped on exit."""
+    with backend_urls(backend, tmp_path) as (database_url, redis_url):
+        settings = make_settings(
+            tmp_path, database_url, redis_url, github_url=fake.url,
+            github_token=fake.token, bot_login=fake.user,
+        )
+        if overrides:
+            settings = replace(settings, **overrides)
+        env = ServiceEnv(settings, queue_name=f"pmguard-test-{uuid.uuid4().hex[:8]}")
+        env.fake = fake
+        try:
+            yield env
+        finally:
+            env.stop()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-import uuid
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,7 +21,7 @@ from store import users as store_users
 from store.db import session_scope
 from store.models import Incident
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
-from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
+from tests.service_env import github_env, wait_until
 from tests.web_helpers import PASSWORD, cheap_hashing, signed_in  # noqa: F401
 from worker.analysis_pool import shared_pool
 
@@ -65,22 +63,12 @@ def test_a_refusal_crosses_the_process_boundary_with_its_figures(pool) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres-redis"])
 def env(request, tmp_path: Path, fake_github: FakeGitHub):  # noqa: F811
-    with backend_urls(request.param, tmp_path) as (database_url, redis_url):
-        settings = make_settings(
-            tmp_path, database_url, redis_url, github_url=fake_github.url,
-            github_token=fake_github.token, bot_login=fake_github.user,
-        )
-        # Three slow postmortems share one budget: whatever the machine's speed, the check
-        # is stopped part-way.
-        settings = replace(settings, analysis_timeout=2.0)
-        e = ServiceEnv(settings, queue_name=f"pmguard-test-{uuid.uuid4().hex[:8]}")
-        e.fake = fake_github
+    # Three slow postmortems share one budget: whatever the machine's speed, the check is
+    # stopped part-way.
+    with github_env(request.param, tmp_path, fake_github, analysis_timeout=2.0) as e:
         fake_github.add_repo(REPO)
         e.start_worker()
-        try:
-            yield e
-        finally:
-            e.stop()
+        yield e
 
 
 def close_with_postmortems(env, *bodies: str) -> int:

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import argon2
 import pytest
@@ -58,6 +57,7 @@ from store import users as store_users  # noqa: E402
 from store.db import session_scope  # noqa: E402
 from tests.service_env import ServiceEnv, make_settings  # noqa: E402
 from tests.test_admin import PACK_V1, store_postmortem  # noqa: E402
+from tests.web_helpers import csp_fixture, watch_csp  # noqa: E402
 
 PASSWORD = "correct horse battery"
 
@@ -132,27 +132,14 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
-# Console messages about the Content-Security-Policy: a page that needs an inline script or
-# style the policy refuses would log one, and must not.
-CSP_VIOLATIONS: list[str] = []
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations() -> Iterator[None]:
-    CSP_VIOLATIONS.clear()
-    yield
-    assert CSP_VIOLATIONS == []
-
-
-def _watch_csp(message: Any) -> None:
-    if "Content Security Policy" in message.text:
-        CSP_VIOLATIONS.append(message.text)
+# Every page the browser opens is watched for Content-Security-Policy violations.
+no_csp_violations = csp_fixture()
 
 
 def sign_in(browser: Browser, base: str, username: str) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.on("console", _watch_csp)
+    page.on("console", watch_csp)
     page.set_default_timeout(15_000)
     page.goto(f"{base}/login")
     page.fill("#username", username)

@@ -27,6 +27,7 @@ from store.db import session_scope
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
 from tests.fakes.server import LocalServer
 from tests.service_env import ServiceEnv, make_settings, unavailable, wait_until
+from tests.web_helpers import csp_fixture, watch_csp
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -130,28 +131,15 @@ def _settled(env: ServiceEnv) -> bool:
         return all(j.status in ("done", "failed") for j in queries.recent_jobs(db))
 
 
-# Console messages about the Content-Security-Policy: a page that needs an inline script or
-# style the policy refuses would log one, and must not.
-CSP_VIOLATIONS: list[str] = []
-
-
-@pytest.fixture(autouse=True)
-def no_csp_violations() -> Iterator[None]:
-    CSP_VIOLATIONS.clear()
-    yield
-    assert CSP_VIOLATIONS == []
-
-
-def _watch_csp(message: Any) -> None:
-    if "Content Security Policy" in message.text:
-        CSP_VIOLATIONS.append(message.text)
+# Every page the browser opens is watched for Content-Security-Policy violations.
+no_csp_violations = csp_fixture()
 
 
 def _sign_in(browser: Any, base: str, username: str) -> Any:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.on("console", _watch_csp)
+    page.on("console", watch_csp)
     page.goto(f"{base}/login")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)

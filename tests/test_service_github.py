@@ -5,7 +5,6 @@ Runs on SQLite + huey-SQLite and on PostgreSQL + Redis."""
 from __future__ import annotations
 
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from store import queries
 from store.db import session_scope
 from store.models import Analysis, Job
 from tests.fakes.github import FakeGitHub, fake_github  # noqa: F401
-from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
+from tests.service_env import ServiceEnv, backend_urls, github_env, make_settings, wait_until
 from tests.yaml_bombs import billion_laughs
 
 REPO = "acme/ops"
@@ -41,21 +40,12 @@ The deploy ran before the migration because the pipeline does not order the two 
 
 @pytest.fixture(params=["sqlite", "postgres-redis"])
 def env(request, tmp_path: Path, fake_github: FakeGitHub):  # noqa: F811
-    with backend_urls(request.param, tmp_path) as (database_url, redis_url):
-        settings = make_settings(
-            tmp_path, database_url, redis_url, github_url=fake_github.url,
-            github_token=fake_github.token, bot_login=fake_github.user,
-        )
-        e = ServiceEnv(settings, queue_name=f"pmguard-test-{uuid.uuid4().hex[:8]}")
-        e.fake = fake_github
+    with github_env(request.param, tmp_path, fake_github) as e:
         fake_github.add_repo(REPO)
         fake_github.set_permission(REPO, "lead", "write")
         fake_github.set_permission(REPO, "visitor", "read")
         e.start_worker()
-        try:
-            yield e
-        finally:
-            e.stop()
+        yield e
 
 
 def issue_payload(fake: FakeGitHub, number: int, action: str, sender: str = "ana") -> dict:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import argon2
 import pytest
@@ -44,3 +46,26 @@ def signed_in(app: Flask, username: str) -> FlaskClient:
     r = login(client, username)
     assert r.status_code == 302, r.get_data(as_text=True)[:300]
     return client
+
+
+# Console messages about the Content-Security-Policy, from the browser tests' pages: a page
+# that needs an inline script or style the policy refuses logs one, and must not.
+CSP_VIOLATIONS: list[str] = []
+
+
+def watch_csp(message: Any) -> None:
+    """A Playwright console listener: `page.on("console", watch_csp)`."""
+    if "Content Security Policy" in message.text:
+        CSP_VIOLATIONS.append(message.text)
+
+
+def csp_fixture() -> Any:
+    """An autouse fixture failing the test when a watched page logged a CSP violation."""
+
+    @pytest.fixture(autouse=True)
+    def no_csp_violations() -> Iterator[None]:
+        CSP_VIOLATIONS.clear()
+        yield
+        assert CSP_VIOLATIONS == []
+
+    return no_csp_violations
