@@ -72,11 +72,15 @@ class CompiledPack:
         self._lock = threading.Lock()
         self.compiled: list[_RuleMatchers] = []
         self.model_rules: list[Rule] = []
+        # A model rule's `context` patterns must occur in the sentence it flags and its
+        # `unless_sentence` patterns must not: a structural cue the prediction has to meet.
+        self.gates: dict[str, _RuleMatchers] = {}
         for rule in pack.active:
             if rule.model:
                 if classifier_available():
                     self.rules.append(rule)
                     self.model_rules.append(rule)
+                    self.gates[rule.id] = _RuleMatchers(rule, vocab)
                 else:
                     self.skipped.append(
                         f"rule {rule.id} needs the trained {rule.model} (nlp/models/"
@@ -195,6 +199,14 @@ class CompiledPack:
         flagged = set() if only is not None else {a for a, _b, _h in pattern_hits}
         with self._lock:
             skipped = {doc[s].sent.start for _k, s, _e in _run(self.skip, doc)}
+            cues = {
+                rule_id: (
+                    {doc[s].sent.start for _k, s, _e in _run(gate.context, doc)},
+                    {doc[s].sent.start for _k, s, _e in _run(gate.unless_sentence, doc)},
+                )
+                for rule_id, gate in self.gates.items()
+                if any(r.id == rule_id for r in rules.values())
+            }
         if kinds is None:
             kinds = self._annotate(doc, roster)
         # Blame needs someone to blame: a sentence naming no person (a name, handle, role,
@@ -213,6 +225,9 @@ class CompiledPack:
         for (sent, who), prediction in zip(people, predictions, strict=True):
             rule = rules.get(prediction.label)
             if rule is None or prediction.blame < rule.threshold:
+                continue
+            present, vetoed = cues[rule.id]
+            if (rule.context and sent.start not in present) or sent.start in vetoed:
                 continue
             if prediction.label == "SELF_BLAME":
                 who = SELF

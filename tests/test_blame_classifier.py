@@ -146,3 +146,19 @@ def test_a_pack_can_turn_a_model_rule_on_and_raise_its_threshold() -> None:
     assert pack.rule("model.agent-harm").threshold == 0.99
     assert "model.agent-harm" in {r.id for r in pack.active}
     assert "model.heroics" not in {r.id for r in pack.active}  # still off, as shipped
+
+
+def test_a_model_rules_context_is_a_cue_the_sentence_must_carry() -> None:
+    # `context` patterns gate a prediction on a structural cue (here: a word of harm or
+    # deviation), which is how a pack keeps the classifier from flagging a neutral step.
+    gated = parse_pack(
+        "extends: default\nrules:\n  - id: model.agent-harm\n    enabled: true\n"
+        "    context:\n      - [{LOWER: {IN: [down, prod, wrong, without, deleted]}}]\n",
+        "gated.yml",
+    )
+    neutral = "Rahel rolled the deploy back and paged the database team."
+    harmful = "Our contractor pushed the wrong config to prod and checkout went down."
+    compiled = compile_pack(gated, get_pipeline("blank"))
+    assert matches(compile_pack(ENABLED, get_pipeline("blank")), "model.agent-harm", neutral)
+    assert not matches(compiled, "model.agent-harm", neutral)
+    assert matches(compiled, "model.agent-harm", harmful)
