@@ -91,6 +91,7 @@ def _trained(name: str) -> Pipeline:
     except OSError as exc:  # a package that is not a spaCy pipeline
         raise ModelError(f"cannot load spaCy model {name!r}: {exc}") from exc
     _keep_hyphenated_words(nlp)
+    nlp.add_pipe("pmg_sentence_hints", before="parser")
     return Pipeline(nlp=nlp, mode="trained", name=name)
 
 
@@ -117,6 +118,30 @@ def _lowercase_lemmas_factory(nlp: Language, name: str) -> Any:
         return doc
 
     return lowercase_lemmas
+
+
+_ENDS = frozenset(".!?")
+
+
+@Language.component("pmg_sentence_hints")
+def _sentence_hints(doc: Doc) -> Doc:
+    """Mark what is plainly a new sentence before the parser decides: a capitalised word
+    after a full stop, "!" or "?" (a line break between them or not).
+
+    The small parser reads "…from 3 s to 300 ms. Priya forgot…" as one sentence (a unit
+    before the stop looks like an abbreviation to it), which hides the second sentence's
+    flag behind the first's; it respects boundaries set before it runs.
+    """
+    for i in range(1, len(doc)):
+        token = doc[i]
+        if token.is_space or not token.text[:1].isupper():
+            continue
+        prev = doc[i - 1]
+        if prev.is_space and i >= 2:
+            prev = doc[i - 2]
+        if prev.text in _ENDS:
+            token.is_sent_start = True
+    return doc
 
 
 def _keep_hyphenated_words(nlp: Language) -> None:

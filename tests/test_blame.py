@@ -66,9 +66,13 @@ def test_quoted_testimony_is_capped_at_info(model: str) -> None:
     assert hit.severity == "info"
 
 
-def test_one_finding_per_sentence_keeps_the_strongest(model: str) -> None:
+def test_each_distinct_problem_in_a_sentence_is_one_finding(model: str) -> None:
+    # Hindsight ("obviously") and a counterfactual ("should have") are two problems; the
+    # pack's sentence_max_findings (3) keeps both, never two flags on the same words.
     found = hits(model, "Obviously the engineer should have checked the lag first.")
-    assert len(found) == 1
+    assert {h.rule.id for h in found} == {"blame.obviousness", "blame.counterfactual-modal"}
+    spans = sorted((h.start, h.end) for h in found)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
 def test_meta_discussion_of_blame_is_not_flagged(model: str) -> None:
@@ -215,3 +219,22 @@ def test_compiled_packs_are_kept_for_a_few_packs_only() -> None:
         compile_pack(parse_pack(f"name: p{i}\nrules: []\n", f"{i}.yml"), pipeline)
         assert compile_pack(PACK, pipeline) is kept  # in use, so never the one dropped
     assert len(blame._compiled) <= blame.COMPILED_CACHE
+
+
+# Issue 10: one sentence, several problems; a sentence after a unit's full stop.
+def test_every_distinct_problem_in_a_sentence_is_reported(model: str) -> None:
+    from nlp.analysis import analyse
+
+    text = ("The p99 went from 3 s to 300 ms. Priya forgot to renew the certificate, and the "
+            "on-call engineer should have noticed the expiry warning.")
+    rules = [f.rule for f in analyse(text, model=model, check_actions=False).findings]
+    assert rules == ["blame.omission", "blame.counterfactual-modal"]
+
+
+def test_a_capitalised_word_after_a_full_stop_starts_a_sentence() -> None:
+    from nlp.pipeline import get_pipeline
+
+    doc = get_pipeline("auto").nlp("Latency dropped from 3 s to 300 ms.\nPriya forgot the renewal.")
+    assert [s.text.strip() for s in doc.sents] == [
+        "Latency dropped from 3 s to 300 ms.", "Priya forgot the renewal."
+    ]
