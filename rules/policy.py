@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from rules.action_words import heading_kind
 from rules.safe_yaml import YamlRefused, load_yaml
 
 DEFAULT_HEADINGS: tuple[str, ...] = (
@@ -142,6 +143,9 @@ class ActionPolicy:
     """
 
     min_items: int = 1
+    # Find the section by what its heading says (rules/action_words.py), not only by the
+    # `headings` list; the list stays as the override for a team's own titles.
+    detect_headings: bool = True
     require_owner: bool = False
     require_tracking: bool = False
     require_due: bool = False
@@ -150,7 +154,16 @@ class ActionPolicy:
     lesson_home_words: tuple[str, ...] = DEFAULT_LESSON_HOME_WORDS
 
     def matches_heading(self, text: str) -> bool:
-        return heading_matches(text, self.headings)
+        """A heading that opens an action-items section: listed in `headings`, or (with
+        `detect_headings`) worded as planned change."""
+        if heading_matches(text, self.headings):
+            return True
+        return self.detect_headings and heading_kind(text) == "strong"
+
+    def weak_heading(self, text: str) -> bool:
+        """Lessons / takeaways / changes: a section only when nothing stronger exists and
+        its items read as future changes."""
+        return self.detect_headings and heading_kind(text) == "weak"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, source: str = "<policy>") -> ActionPolicy:
@@ -169,7 +182,7 @@ class ActionPolicy:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise PolicyError(f"{source}: 'min_items' must be a non-negative integer")
                 values[key] = value
-            elif key.startswith("require_"):
+            elif key.startswith("require_") or key == "detect_headings":
                 if not isinstance(value, bool):
                     raise PolicyError(f"{source}: '{key}' must be true or false")
                 values[key] = value
