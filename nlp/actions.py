@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nlp.model import ActionItem, Block, Finding
-from rules.action_words import reads_as_change
+from rules.action_words import is_change_verb, reads_as_change
 from rules.policy import DEFAULT_LESSON_HOME_WORDS, ActionPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,37 @@ def find_owner(text: str) -> str | None:
     mention = _MENTION.search(text)
     if mention:
         return "@" + mention.group(1)
+    lead = _LEAD_OWNER.match(text)
+    if lead and _may_own(lead.group(1)):
+        return lead.group(1)
+    team = _TEAM.search(text)
+    if team and _may_own(team.group(1)):
+        return team.group(0).strip()
     return None
+
+
+def _may_own(words: str) -> bool:
+    first = words.split()[0]
+    return first.casefold() not in _NOT_OWNERS and not is_change_verb(first)
+
+
+# "Kai to add the alert", "Platform team will rotate the keys", "SRE: add a lag alert":
+# the item opens with who does it. Capitalised so "Need to add" and "Try to" stay verbs.
+_LEAD_OWNER = re.compile(
+    r"^\s*(?:\[[ xX]\]\s*)?((?:[A-Z][\w.-]*|[A-Z]{2,})(?:\s+[A-Z][\w.-]*)?(?:\s+team)?)"
+    r"(?:\s+(?:to|will|shall|should|must)\s+[a-z]|\s*:\s+[A-Za-z])"
+)
+# "the platform team", "payments-oncall team": a named team anywhere in the item.
+_TEAM = re.compile(
+    r"(?<![\w-])((?:[A-Z][\w-]*|[a-z]+-[\w-]+)(?:\s+[A-Z][\w-]*)?)\s+(?:team|squad|guild)\b"
+)
+_NOT_OWNERS = frozenset(
+    """we i you they it this that these those the a an our their each every all any no
+    who need needs try plan make nobody someone somebody everyone note status next then
+    also and or but when if once after before update add fix remove review investigate
+    document ensure consider spike owner owners assignee assignees due deadline status
+    ticket tickets issue priority eta target done todo tbd action item""".split()
+)
 
 
 # --------------------------------------------------------------------------- due dates
@@ -914,6 +944,8 @@ class ActionCheck:
     items: tuple[ActionItem, ...]
     findings: tuple[Finding, ...]  # category "action-items"
     section_found: bool
+    spans: tuple[tuple[int, int], ...] = ()  # source span of each item, parallel to `items`
+    sections: tuple[Section, ...] = ()
 
 
 _MESSAGES = {
@@ -996,11 +1028,13 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
 
     ctx = _Context(doc)
     items: list[ActionItem] = []
+    spans: list[tuple[int, int]] = []
     item_findings: list[Finding] = []
     for section in sections:
         for draft in _drafts(section, ctx):
             item, info = _item(draft, doc, policy)
             items.append(item)
+            spans.append((draft.start, draft.end))
             open_item = item.done is not True
             checks: Iterable[tuple[bool, str]] = (
                 (policy.require_owner and open_item and not item.owner, "actions.missing-owner"),
@@ -1039,4 +1073,10 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
         if policy.require_lesson_home and not any(i.lesson_home for i in items):
             findings.append(_finding(doc, "actions.no-lesson-home", a, b))
     findings.extend(item_findings)
-    return ActionCheck(items=tuple(items), findings=tuple(findings), section_found=True)
+    return ActionCheck(
+        items=tuple(items),
+        findings=tuple(findings),
+        section_found=True,
+        spans=tuple(spans),
+        sections=sections,
+    )

@@ -170,8 +170,16 @@ _CHANGE_VERBS = frozenset(
     move notify pin plan prevent protect publish purge reduce refactor remove rename replace
     require research restrict review revoke rewrite rotate run schedule separate set spike
     split standardise standardize start stop switch test track try update upgrade use
-    validate verify write""".split()
+    validate verify write speak talk ask tell reach contact discuss share communicate follow
+    reflect get keep go do send raise open close drop restore backfill rehearse practise
+    practice drill schedule""".split()
 )
+
+
+def is_change_verb(word: str) -> bool:
+    """A verb an action item opens with ("Add", "Spike", "Speak", "Rehearse")."""
+    word = word.casefold()
+    return word in _CHANGE_VERBS or (word.endswith("e") and word[:-1] in _CHANGE_VERBS)
 _MODAL_FUTURE = re.compile(
     r"\b(?:we|team|they)\s+(?:will|shall|need\s+to|must|should|plan\s+to|are\s+going\s+to|"
     r"intend\s+to|are\s+(?:adding|building|changing|moving|planning|working))\b|"
@@ -186,8 +194,6 @@ def reads_as_change(text: str) -> bool:
     need to / should …"; an owner, ticket or date is judged by the caller."""
     body = _LEAD.sub("", text.strip())
     first = re.match(r"[A-Za-z]+", body)
-    if first:
-        word = first.group(0).casefold()
-        if word in _CHANGE_VERBS or (word.endswith("e") and word[:-1] in _CHANGE_VERBS):
-            return True
+    if first and is_change_verb(first.group(0)):
+        return True
     return bool(_MODAL_FUTURE.search(body))

@@ -62,6 +62,15 @@ DEFAULT_LESSON_HOME_WORDS: tuple[str, ...] = (
     "onboarding guide",
     "knowledge base",
     "Confluence",
+    # A lesson also lives in something that acts on it next time: an alert, a test, a lint
+    # rule, a CI check (issue 11). Counted only with a verb that changes it or a link.
+    "alert",
+    "alerting rule",
+    "test",
+    "lint rule",
+    "linter",
+    "CI check",
+    "pre-commit hook",
 )
 
 # Words that make a heading about something other than follow-up work even when it

@@ -585,7 +585,7 @@ def test_label_followed_by_none_so_far_is_an_empty_section():
 
 
 def test_each_requirement_knob():
-    source = "## Action items\n\n- Add a lag alert\n"
+    source = "## Action items\n\n- Raise the pool limit\n"
     assert check(source).findings == ()
     for knob, rule in [
         ("require_owner", "actions.missing-owner"),
@@ -614,7 +614,7 @@ def test_requirements_met():
 
 
 def test_no_lesson_home_points_at_heading():
-    source = "# Outage\n\n## Corrective actions\n\n- Add a lag alert\n"
+    source = "# Outage\n\n## Corrective actions\n\n- Raise the pool limit\n"
     (finding,) = check(source, ActionPolicy(require_lesson_home=True)).findings
     assert finding.rule == "actions.no-lesson-home"
     assert finding.text == "Corrective actions"
@@ -624,7 +624,7 @@ def test_no_lesson_home_points_at_heading():
 
 def test_lesson_home_ignores_non_item_paragraphs():
     source = (
-        "## Action items\n\nThe runbook was wrong; see the wiki.\n\n- Add a lag alert\n\n"
+        "## Action items\n\nThe runbook was wrong; see the wiki.\n\n- Raise the pool limit\n\n"
         "## Lessons learned\n\n- Update the runbook.\n"
     )
     result = check(source, ActionPolicy(require_lesson_home=True))
@@ -978,13 +978,13 @@ def test_trailing_list_of_past_steps_is_not_a_section():
 
 
 def test_heading_list_stays_an_override():
-    source = f"# Outage\n\n{NARRATIVE}## Homework\n\n{ITEMS}"
+    source = f"# Outage\n\n{NARRATIVE}## Homework\n\n{ITEMS}\n## Appendix\n\nGraphs.\n"
     assert not check(source).section_found
     own = ActionPolicy(headings=("Homework",))
     assert check(source, own).section_found
     # Without detection only the listed titles count.
     listed_only = ActionPolicy(detect_headings=False)
-    other = f"# Outage\n\n{NARRATIVE}## What we're doing about it\n\n{ITEMS}"
+    other = f"# Outage\n\n{NARRATIVE}## What we're doing about it\n\n{ITEMS}\n## Appendix\n"
     assert check(other).section_found
     assert not check(other, listed_only).section_found
 
@@ -1078,3 +1078,35 @@ def test_corpus_table_every_section_found_and_no_false_missing():
     # A file the table says has no section and the check did not find one in either: its
     # "missing" is then true; count them so a regression that finds sections everywhere shows.
     assert sum(r.says_missing for r in rows if not r.has_section) >= 17
+
+
+@pytest.mark.parametrize(
+    ("item", "owner"),
+    [
+        ("Kai to attend alerting training", "Kai"),
+        ("Dana Wu will rehearse the failover", "Dana Wu"),
+        ("SRE: add a lag alert", "SRE"),
+        ("Ask the payments-oncall team to add a check", "payments-oncall team"),
+        ("Cloud Platform team to spike pre-commit hooks", "Cloud Platform team"),
+        ("Speak to the namespace owner", None),
+        ("Need to add an alert", None),
+        ("Owner: TBD", None),
+        ("Nobody to use the token going forward", None),
+    ],
+)
+def test_owner_read_from_who_opens_the_item(item, owner):
+    assert find_owner(item) == owner
+
+
+@pytest.mark.parametrize(
+    ("item", "home"),
+    [
+        ("Add an alert on replica lag", "alert"),
+        ("Add a test for the migration rollback", "test"),
+        ("Write a lint rule that rejects plaintext tokens", "lint rule"),
+        ("Record the decision in the decision log", "decision log"),
+        ("Test the failover quarterly", None),
+    ],
+)
+def test_lesson_home_includes_what_acts_next_time(item, home):
+    assert parse_item(item)["lesson_home"] == home
