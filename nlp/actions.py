@@ -1080,3 +1080,55 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
         spans=tuple(spans),
         sections=sections,
     )
+
+
+# --------------------------------------------------------------------------- summary
+
+SECTION_RULES = ("actions.missing-section", "actions.empty-section", "actions.too-few-items")
+
+
+def _get(item: ActionItem | dict, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else getattr(item, key)
+
+
+def _share(count: int, total: int, singular: str, plural: str) -> str:
+    # "2 of 3 items have no owner", "none has a tracking link", "the item has no owner"
+    if total == 1:
+        return f"the item {singular}"
+    if count == total:
+        return f"no item {plural}"
+    return f"{count} of {total} items {singular.replace('has ', 'have ', 1)}"
+
+
+def lacks_summary(items: Sequence[ActionItem | dict]) -> str:
+    """What the action items lack, in one sentence for the comment and the dashboard:
+    "2 of 3 items have no owner; none says where the lesson lives". Empty when nothing is
+    lacking. Done items are not asked for an owner."""
+    if not items:
+        return ""
+    parts: list[str] = []
+    open_items = [i for i in items if _get(i, "done") is not True]
+    no_owner = sum(1 for i in open_items if not _get(i, "owner"))
+    if no_owner:
+        parts.append(_share(no_owner, len(items), "has no owner", "has an owner"))
+    no_link = sum(1 for i in items if not _get(i, "tracking"))
+    if no_link:
+        parts.append(_share(no_link, len(items), "has no tracking link", "has a tracking link"))
+    if not any(_get(i, "lesson_home") for i in items):
+        parts.append(
+            "none says where the lesson lives (a runbook, checklist, alert or test)"
+            if len(items) > 1
+            else "it does not say where the lesson lives (a runbook, checklist, alert or test)"
+        )
+    people = [i for i in items if _get(i, "asks_people")]
+    if people:
+        lines = ", ".join(str(_get(i, "line")) for i in people)
+        verb = "asks" if len(people) == 1 else "ask"
+        parts.append(
+            f"{len(people)} of {len(items)} {verb} people to change rather than the system "
+            f"(line {lines})"
+        )
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."

@@ -449,6 +449,27 @@ def test_incident_page_shows_links_action_items_and_what_they_lack(env: ServiceE
     assert "javascript:" not in page
 
 
+def test_no_items_note_follows_the_action_check(env: ServiceEnv) -> None:
+    # The page says why there are no items, in the action check's words; it never says
+    # "No action items were found" about a section the check found empty.
+    text = "# Outage\n\n## Action items\n\n- None yet\n"
+    empty = seed(env, "21", text=text, findings=[
+        finding("actions.empty-section", text, "Action items", category="action-items")])
+    page = signed_in(env.app, "eli").get(page_url(empty)).get_data(as_text=True)
+    assert "The action-items section lists no items yet." in page
+    assert "No action items were found." not in page
+    bare = "# Outage\n\nThe cache expired.\n"
+    missing = seed(env, "22", text=bare, findings=[
+        finding("actions.missing-section", bare, "#", category="action-items")])
+    page = signed_in(env.app, "eli").get(page_url(missing)).get_data(as_text=True)
+    assert "No action-items section was found." in page
+    asks = seed(env, "23", text="## Action items\n- Retrain the engineer\n", action_items=[
+        {"text": "Retrain the engineer", "owner": None, "tracking": [], "due": None,
+         "lesson_home": None, "asks_people": True}])
+    page = signed_in(env.app, "eli").get(page_url(asks)).get_data(as_text=True)
+    assert "a change to the system (it asks people to change)" in page
+
+
 def test_incident_urls_round_trip_and_the_unquoted_form_is_found(env: ServiceEnv) -> None:
     ids = [
         seed(env, "3", title="Plain GitHub"),
