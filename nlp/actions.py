@@ -984,6 +984,13 @@ _MESSAGES = {
         "When is this action item due?",
         "Add a due date, e.g. 'due 2025-03-31'.",
     ),
+    "actions.systems-action": (
+        "warning",
+        "The write-up points at people, and {what}. What change to tooling, defaults or "
+        "process would make this incident less likely for whoever is next?",
+        "Add an action item that changes the system (an alert, a check, a safer default, a "
+        "runbook step), with an owner and a tracking link.",
+    ),
     "actions.no-lesson-home": (
         "info",
         "Where will the next person on call find what was learned? No action item updates a "
@@ -1084,7 +1091,12 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
 
 # --------------------------------------------------------------------------- summary
 
-SECTION_RULES = ("actions.missing-section", "actions.empty-section", "actions.too-few-items")
+SECTION_RULES = (
+    "actions.missing-section",
+    "actions.empty-section",
+    "actions.too-few-items",
+    "actions.systems-action",
+)
 
 
 def _get(item: ActionItem | dict, key: str) -> Any:
@@ -1132,3 +1144,45 @@ def lacks_summary(items: Sequence[ActionItem | dict]) -> str:
         return ""
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+# Categories of findings that are not about people: the action check's own, input limits,
+# and praise (heroics, brilliance point at people but do not blame them).
+_NOT_ABOUT_PEOPLE = frozenset({CATEGORY, "input", "heroics", "brilliance"})
+
+
+def systems_action_finding(
+    doc: Document,
+    check: ActionCheck,
+    items: Sequence[ActionItem],
+    findings: Sequence[Finding],
+    policy: ActionPolicy,
+) -> Finding | None:
+    """One finding when the narrative's flags point at people and the remedy does too.
+
+    Counterfactual thinking ("if only", "should have") pushes teams toward remedies aimed
+    at people (Morris, Moore & Sim 1999); when every open action item asks a person to
+    change, or there is none, the postmortem is asked for one change to the system.
+    `items` are the check's items with `asks_people` set (nlp.analysis does that).
+    """
+    if not policy.require_systems_action:
+        return None
+    if not any(f.category not in _NOT_ABOUT_PEOPLE and not f.suppressed for f in findings):
+        return None
+    open_items = [i for i in items if i.done is not True]
+    if open_items and not all(i.asks_people for i in open_items):
+        return None
+    if not check.sections:
+        # Where the missing-section finding points (the first character), which this one
+        # replaces: one finding, not two asking the same question.
+        src = doc.source
+        end = 1 if src and src[0] not in "\r\n" else 0
+        what = "no action-items section says what will change"
+        return _finding(doc, "actions.systems-action", 0, end, what=what)
+    what = (
+        "every action item asks people to change"
+        if open_items
+        else "no open action item says what will change"
+    )
+    a, b = _label_span(check.sections[0])
+    return _finding(doc, "actions.systems-action", a, b, what=what)

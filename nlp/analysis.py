@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from nlp import limits
 from nlp import text as textmod
-from nlp.actions import action_sections, check_action_items
+from nlp.actions import action_sections, check_action_items, systems_action_finding
 from nlp.blame import Hit, compile_pack
 from nlp.model import Analysis, Block, Finding
 from nlp.people import Roster
@@ -89,6 +89,13 @@ def analyse(
             for item, (a, b) in zip(check.items, check.spans, strict=True)
         ]
         findings.extend(check.findings)
+        systems = systems_action_finding(
+            document, check, analysis.action_items, findings, policy
+        )
+        if systems is not None:
+            if not check.sections:
+                findings = [f for f in findings if f.rule != "actions.missing-section"]
+            findings.append(systems)
     findings.sort(key=lambda f: (f.start, f.end, f.rule))
     if len(findings) > limits.MAX_FINDINGS:
         findings = findings[: limits.MAX_FINDINGS] + [

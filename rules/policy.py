@@ -159,6 +159,9 @@ class ActionPolicy:
     require_tracking: bool = False
     require_due: bool = False
     require_lesson_home: bool = False
+    # When the flags point at people and every action item asks people to change (or
+    # there is none), ask for one change to the system (issue 11).
+    require_systems_action: bool = True
     headings: tuple[str, ...] = DEFAULT_HEADINGS
     lesson_home_words: tuple[str, ...] = DEFAULT_LESSON_HOME_WORDS
 

@@ -39,7 +39,19 @@ def test_missing_section_is_one_line_apart_from_blame_sentences(model: str) -> N
     blame, _, actions = body.partition("What will change because of this incident:")
     assert "carelessly" in blame
     assert 'line 1, “#”' not in body and "“#”" not in body
-    assert "No action-items section was found" not in blame
+    # Flags point at people and nothing says what will change: one systems finding stands
+    # for the missing section, never listed among the sentences.
+    assert "points at people" not in blame
+    assert actions.count("points at people, and no action-items section") == 1
+    assert "No action-items section was found" not in body
+
+
+def test_missing_section_without_blame_is_one_line(model: str) -> None:
+    status, body = render("# Outage\n\nThe cache expired early.\n", model)
+    assert status == NEEDS_REVIEW
+    assert "A few sentences read as if they point at people" not in body
+    assert "“#”" not in body
+    _, _, actions = body.partition("What will change because of this incident:")
     assert actions.count("No action-items section was found") == 1
 
 
@@ -71,3 +83,21 @@ def test_owned_linked_items_with_a_home_read_as_in_place(model: str) -> None:
     assert status == OK
     assert "its action items are in place" in body
     assert "What will change because of this incident" not in body
+
+
+def test_person_remediation_only_asks_for_a_systems_change(model: str) -> None:
+    from nlp.analysis import analyse
+    from rules.policy import ActionPolicy
+
+    source = (
+        "# Outage\n\nDana carelessly deleted the wrong volume.\n\n## Follow-ups\n\n"
+        "- Retrain the engineer on volume handling\n- Kai to attend storage training\n"
+    )
+    rules = [f.rule for f in analyse(source, model=model).findings]
+    assert rules.count("actions.systems-action") == 1
+    off = analyse(source, model=model, policy=ActionPolicy(require_systems_action=False))
+    assert "actions.systems-action" not in [f.rule for f in off.findings]
+    fixed = source + "- Add a confirmation prompt naming the volume before deletes\n"
+    assert "actions.systems-action" not in [f.rule for f in analyse(fixed, model=model).findings]
+    calm = source.replace("Dana carelessly deleted", "A script deleted")
+    assert "actions.systems-action" not in [f.rule for f in analyse(calm, model=model).findings]
