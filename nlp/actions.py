@@ -50,6 +50,7 @@ from rules.policy import DEFAULT_LESSON_HOME_WORDS, ActionPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     from nlp.text import Document
+    from rules.schema import RulePack  # imports spaCy; the checks only read its records
 
 CATEGORY = "action-items"
 
@@ -1002,9 +1003,23 @@ _MESSAGES = {
 
 
 def _finding(
-    doc: Document, rule: str, start: int, end: int, sentence: str = "", **fmt: Any
-) -> Finding:
+    doc: Document,
+    rule: str,
+    start: int,
+    end: int,
+    sentence: str = "",
+    *,
+    pack: RulePack | None = None,
+    **fmt: Any,
+) -> Finding | None:
+    """The finding for one check, worded and levelled by the pack's rule of that id (None
+    when the pack disables it); `_MESSAGES` words it for a pack without that rule."""
     severity, message, suggestion = _MESSAGES[rule]
+    entry = pack.rule(rule) if pack is not None else None
+    if entry is not None:
+        if not entry.enabled:
+            return None
+        severity, message, suggestion = entry.severity, entry.message, entry.suggestion
     return doc.finding(
         rule=rule,
         category=CATEGORY,
@@ -1017,20 +1032,29 @@ def _finding(
     )
 
 
+def _add(findings: list[Finding], finding: Finding | None) -> None:
+    if finding is not None:
+        findings.append(finding)
+
+
 def _label_span(section: Section) -> tuple[int, int]:
     span = _span(section.label)
     return span if span else (0, 0)
 
 
-def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
-    """Find the action-items section(s), read the items, report what policy asks for."""
+def check_action_items(
+    doc: Document, policy: ActionPolicy, pack: RulePack | None = None
+) -> ActionCheck:
+    """Find the action-items section(s), read the items, report what policy asks for.
+
+    `pack` words, levels or disables each check (its `check: true` rules)."""
     sections = action_sections(doc, policy)
     findings: list[Finding] = []
     if not sections:
         if policy.min_items > 0:
             src = doc.source
             end = 1 if src and src[0] not in "\r\n" else 0
-            findings.append(_finding(doc, "actions.missing-section", 0, end))
+            _add(findings, _finding(doc, "actions.missing-section", 0, end, pack=pack))
         return ActionCheck(items=(), findings=tuple(findings), section_found=False)
 
     ctx = _Context(doc)
@@ -1053,8 +1077,9 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
             )
             for failed, rule in checks:
                 if failed:
-                    item_findings.append(
-                        _finding(doc, rule, draft.start, draft.end, sentence=item.text)
+                    _add(
+                        item_findings,
+                        _finding(doc, rule, draft.start, draft.end, sentence=item.text, pack=pack),
                     )
 
     first = sections[0]
@@ -1062,10 +1087,11 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
     a, b = _label_span(first)
     if not items:
         if policy.min_items > 0:
-            findings.append(_finding(doc, "actions.empty-section", a, b, title=title))
+            _add(findings, _finding(doc, "actions.empty-section", a, b, title=title, pack=pack))
     else:
         if len(items) < policy.min_items:
-            findings.append(
+            _add(
+                findings,
                 _finding(
                     doc,
                     "actions.too-few-items",
@@ -1075,10 +1101,11 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
                     count=len(items),
                     noun="item" if len(items) == 1 else "items",
                     minimum=policy.min_items,
-                )
+                    pack=pack,
+                ),
             )
         if policy.require_lesson_home and not any(i.lesson_home for i in items):
-            findings.append(_finding(doc, "actions.no-lesson-home", a, b))
+            _add(findings, _finding(doc, "actions.no-lesson-home", a, b, pack=pack))
     findings.extend(item_findings)
     return ActionCheck(
         items=tuple(items),
@@ -1157,6 +1184,7 @@ def systems_action_finding(
     items: Sequence[ActionItem],
     findings: Sequence[Finding],
     policy: ActionPolicy,
+    pack: RulePack | None = None,
 ) -> Finding | None:
     """One finding when the narrative's flags point at people and the remedy does too.
 
@@ -1178,11 +1206,11 @@ def systems_action_finding(
         src = doc.source
         end = 1 if src and src[0] not in "\r\n" else 0
         what = "no action-items section says what will change"
-        return _finding(doc, "actions.systems-action", 0, end, what=what)
+        return _finding(doc, "actions.systems-action", 0, end, what=what, pack=pack)
     what = (
         "every action item asks people to change"
         if open_items
         else "no open action item says what will change"
     )
     a, b = _label_span(check.sections[0])
-    return _finding(doc, "actions.systems-action", a, b, what=what)
+    return _finding(doc, "actions.systems-action", a, b, what=what, pack=pack)

@@ -80,7 +80,7 @@ def analyse(
         model=pipeline.name,
     )
     if check_actions:
-        check = check_action_items(document, policy)
+        check = check_action_items(document, policy, pack)
         asks_people = [
             (f.start, f.end) for f in findings if f.rule.startswith(PERSON_REMEDIATION)
         ]
@@ -90,7 +90,7 @@ def analyse(
         ]
         findings.extend(check.findings)
         systems = systems_action_finding(
-            document, check, analysis.action_items, findings, policy
+            document, check, analysis.action_items, findings, policy, pack
         )
         if systems is not None:
             if not check.sections:
