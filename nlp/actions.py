@@ -1136,7 +1136,8 @@ def _share(count: int, total: int, singular: str, plural: str) -> str:
         return f"the item {singular}"
     if count == total:
         return f"no item {plural}"
-    return f"{count} of {total} items {singular.replace('has ', 'have ', 1)}"
+    verb = singular if count == 1 else singular.replace("has ", "have ", 1)
+    return f"{count} of {total} items {verb}"
 
 
 def lacks_summary(items: Sequence[ActionItem | dict]) -> str:
