@@ -1110,3 +1110,27 @@ def test_owner_read_from_who_opens_the_item(item, owner):
 )
 def test_lesson_home_includes_what_acts_next_time(item, home):
     assert parse_item(item)["lesson_home"] == home
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "<h2>What we&apos;re doing about it</h2>",
+        "<h3>How are we preventing it from happening again?</h3>",
+        "<p><strong>Next steps</strong></p>",
+    ],
+)
+def test_confluence_storage_heading_shapes_open_the_section(storage):
+    from connector.confluence import storage_to_text
+
+    page = (
+        "<p>The cache expired early.</p>" + storage +
+        "<ul><li>Add a TTL alert OPS-5</li><li>Rehearse the cache failover</li></ul>"
+        "<h2>Appendix</h2><p>Graphs.</p>"
+    )
+    result = check(storage_to_text(page))
+    assert result.section_found, storage
+    assert [i.text for i in result.items] == [
+        "Add a TTL alert OPS-5",
+        "Rehearse the cache failover",
+    ]
