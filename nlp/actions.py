@@ -542,10 +542,10 @@ def _label_sections(
     return out
 
 
-def _reads_as_changes(section: Section, doc: Document, *, share: float) -> bool:
+def _reads_as_changes(section: Section, ctx: _Context, *, share: float) -> bool:
     """Whether at least `share` of a section's items read as future changes: an
     imperative verb or "we will / need to", or an owner, ticket or due date."""
-    drafts = _drafts(section, _Context(doc))
+    drafts = _drafts(section, ctx)
     texts = [d.text or " ".join(t for t, _ in d.parts) for d in drafts]
     texts = [t for t in texts if t.strip()]
     if not texts:
@@ -558,7 +558,7 @@ def _reads_as_changes(section: Section, doc: Document, *, share: float) -> bool:
     return changes >= max(1, share * len(texts))
 
 
-def _trailing_list(doc: Document) -> Section | None:
+def _trailing_list(doc: Document, ctx: _Context) -> Section | None:
     """The document's last list or table, when only a short sign-off follows it ("Thanks
     for reading!"): a heading-less action list if its items read as changes."""
     blocks = doc.blocks
@@ -573,8 +573,8 @@ def _trailing_list(doc: Document) -> Section | None:
     if j == end or blocks[j].list_depth > 1:
         return None
     section = Section(blocks[j], "", tuple(blocks[j:end]), tuple(range(j, end)))
-    items = _drafts(section, _Context(doc))
-    if len(items) < 2 or not _reads_as_changes(section, doc, share=2 / 3):
+    items = _drafts(section, ctx)
+    if len(items) < 2 or not _reads_as_changes(section, ctx, share=2 / 3):
         return None
     return section
 
@@ -593,12 +593,13 @@ def action_sections(doc: Document, policy: ActionPolicy) -> tuple[Section, ...]:
     sections += _label_sections(doc, policy.matches_heading, taken)
     if sections or not policy.detect_headings:
         return tuple(sorted(sections, key=lambda s: s.indices[0] if s.indices else 0))
+    ctx = _Context(doc)  # built once: every weak section is read against it
     weak = _heading_sections(doc.blocks, policy.weak_heading, taken)
     weak += _label_sections(doc, policy.weak_heading, taken)
-    sections = [s for s in weak if _reads_as_changes(s, doc, share=0.5)]
+    sections = [s for s in weak if _reads_as_changes(s, ctx, share=0.5)]
     if sections:
         return tuple(sorted(sections, key=lambda s: s.indices[0] if s.indices else 0))
-    trailing = _trailing_list(doc)
+    trailing = _trailing_list(doc, ctx)
     return (trailing,) if trailing else ()
 
 
