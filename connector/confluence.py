@@ -9,7 +9,8 @@ task lists `- [ ]`/`- [x]`, tables `| a | b |` rows under a header separator, co
 `<pre>` fenced code (so the analyser skips them), inline `<code>` backticks, links their text
 (`[text](url)` when the URL differs, so action items keep their tracking link), `@` mentions.
 
-What is lost: inline formatting (bold, colour), images and attachments, emoticons, template
+What is lost: inline formatting (bold, colour; a paragraph wholly in bold keeps `**…**`, it
+stands in for a heading), images and attachments, emoticons, template
 placeholder text, macro parameters (except a `jira` macro's issue key and a `status` macro's
 title), page layout, and markdown-significant characters in prose are not escaped.
 """
@@ -357,6 +358,11 @@ def storage_to_text(storage: str, *, user_name: UserName | None = None) -> str:
 Block = tuple[str, str]  # (kind, markdown text): para | heading | list | code | table | ...
 
 
+def _wholly_bold(node: _Node) -> bool:
+    parts = [c for c in node.children if not (isinstance(c, str) and not c.strip())]
+    return len(parts) == 1 and isinstance(parts[0], _Node) and parts[0].tag in ("strong", "b")
+
+
 class _Renderer:
     def __init__(self, user_name: UserName) -> None:
         self.user_name = user_name
@@ -399,6 +405,10 @@ class _Renderer:
             return [("heading", f"{'#' * int(tag[1])} {text}")] if text else []
         if tag == "p":
             text = self.inline(node.children)
+            if text and _wholly_bold(node):
+                # A bold line standing in for a heading ("Next steps" in <strong>) keeps its
+                # emphasis, so the action-item check still reads it as a label.
+                text = f"**{text.strip()}**"
             return [("para", text)] if text else []
         if tag in ("ul", "ol"):
             items = [self._item(li, "- ") for li in _children(node, "li")]

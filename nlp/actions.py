@@ -5,11 +5,15 @@ lives in a shared system. So a postmortem needs an action-items section; policy 
 an owner, a tracking link and a due date on each item, and for at least one item that says
 where the learning lives (a runbook, checklist, decision log...).
 
-How a section is found
-    A heading matching `policy.headings` (any level) opens a section that runs until the
-    next heading of the same or a higher level; headings nested inside it belong to it.
-    Only when no heading matches, a paragraph that is just a label ("**Action items:**",
-    "Follow-ups:") directly followed by a list or table opens a section made of that list.
+How a section is found (see `action_sections`)
+    By what its heading says, not by a fixed list of titles: a heading of any level (ATX,
+    setext, numbered, Jira `h2.`, ADF) or a pseudo-heading (a bold line, "Follow-ups:",
+    "- **Review actions**:", "5. Prevention") whose words are about actions, follow-ups,
+    prevention, remediation, next steps or "what we will do" (rules/action_words.py), or
+    that `policy.headings` lists. It runs until the next heading of the same or a higher
+    level (a list-item label owns its nested items). Failing those, a lessons / takeaways
+    heading whose items read as future changes; failing that, a trailing list or table whose
+    items do (imperative verbs, owners, ticket keys, due dates).
 
 What an item is
     * each list item; nested sub-bullets (and paragraphs inside a list item) are merged into
@@ -36,15 +40,17 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nlp.model import ActionItem, Block, Finding
+from rules.action_words import is_change_verb, reads_as_change
 from rules.policy import DEFAULT_LESSON_HOME_WORDS, ActionPolicy
 
 if TYPE_CHECKING:  # pragma: no cover
     from nlp.text import Document
+    from rules.schema import RulePack  # imports spaCy; the checks only read its records
 
 CATEGORY = "action-items"
 
@@ -132,7 +138,37 @@ def find_owner(text: str) -> str | None:
     mention = _MENTION.search(text)
     if mention:
         return "@" + mention.group(1)
+    lead = _LEAD_OWNER.match(text)
+    if lead and _may_own(lead.group(1)):
+        return lead.group(1)
+    team = _TEAM.search(text)
+    if team and _may_own(team.group(1)):
+        return team.group(0).strip()
     return None
+
+
+def _may_own(words: str) -> bool:
+    first = words.split()[0]
+    return first.casefold() not in _NOT_OWNERS and not is_change_verb(first)
+
+
+# "Kai to add the alert", "Platform team will rotate the keys", "SRE: add a lag alert":
+# the item opens with who does it. Capitalised so "Need to add" and "Try to" stay verbs.
+_LEAD_OWNER = re.compile(
+    r"^\s*(?:\[[ xX]\]\s*)?((?:[A-Z][\w.-]*|[A-Z]{2,})(?:\s+[A-Z][\w.-]*)?(?:\s+team)?)"
+    r"(?:\s+(?:to|will|shall|should|must)\s+[a-z]|\s*:\s+[A-Za-z])"
+)
+# "the platform team", "payments-oncall team": a named team anywhere in the item.
+_TEAM = re.compile(
+    r"(?<![\w-])((?:[A-Z][\w-]*|[a-z]+-[\w-]+)(?:\s+[A-Z][\w-]*)?)\s+(?:team|squad|guild)\b"
+)
+_NOT_OWNERS = frozenset(
+    """we i you they it this that these those the a an our their each every all any no
+    who need needs try plan make nobody someone somebody everyone note status next then
+    also and or but when if once after before update add fix remove review investigate
+    document ensure consider spike owner owners assignee assignees due deadline status
+    ticket tickets issue priority eta target done todo tbd action item""".split()
+)
 
 
 # --------------------------------------------------------------------------- due dates
@@ -398,63 +434,173 @@ def _label_title(block: Block) -> str:
     return block.text.strip().rstrip(":：").strip().strip("*_").strip()
 
 
-def _is_label(doc: Document, block: Block, policy: ActionPolicy) -> bool:
-    if block.kind != "paragraph" or block.quoted or not block.text.strip():
+_ORDERED_MARKER = re.compile(r"^\s*(?:[-*+]\s+)?\d+[.)]\s+$")
+
+
+def _emphasised(doc: Document, block: Block) -> bool:
+    # "**Next steps**", "__Follow-ups__", Jira "*Actions*" / "+Actions+": the whole text
+    # wrapped in one emphasis, the usual stand-in for a heading.
+    if not block.starts or doc.format == "adf":
+        return False
+    a, b = block.starts[0], block.ends[-1]
+    before = doc.source[max(0, a - 3) : a]
+    after = doc.source[b : b + 3]
+    return before.endswith(("**", "__", "*", "_", "+")) and after.startswith(
+        ("**", "__", "*", "_", "+", ":")
+    )
+
+
+def _pseudo_heading(doc: Document, block: Block) -> bool:
+    """A short paragraph or list item standing in for a heading: "**Next steps**",
+    "Follow-ups:", "- **Review actions**:"; it opens a section when its words say so and
+    ends the section of the label before it either way."""
+    if block.kind not in ("paragraph", "list_item") or block.quoted:
         return False
     text = block.text.strip()
-    if "\n" in text or len(text) > 80:
-        return False
-    if not policy.matches_heading(text.rstrip(":：")):
+    if not text or "\n" in text or len(text) > 100:
         return False
     if text.endswith((":", "：")):
-        return True
-    # Bold/italic/underlined label without a colon: "**Action items**", Jira "*Actions*".
-    if block.starts:
-        a, b = block.starts[0], block.ends[-1]
-        before = doc.source[max(0, a - 3) : a]
-        after = doc.source[b : b + 3]
-        return before.endswith(("**", "__", "*", "_", "+")) and after.startswith(
-            ("**", "__", "*", "_", "+", ":")
-        )
-    return False
+        return len(text.split()) <= 14
+    return len(text.split()) <= 8 and _emphasised(doc, block)
 
 
-def action_sections(doc: Document, policy: ActionPolicy) -> tuple[Section, ...]:
-    """Sections opened by a matching heading; failing that, by a label paragraph."""
-    blocks = doc.blocks
-    sections: list[Section] = []
+def _numbered_label(doc: Document, block: Block) -> bool:
+    # "5. Prevention" on its own line is an ordered list item, not a heading, in markdown.
+    if block.kind != "list_item" or not block.starts:
+        return False
+    text = block.text.strip()
+    if len(text.split()) > 6 or text.endswith((".", "?", "!")):
+        return False
+    line_start = doc.source.rfind("\n", 0, block.starts[0]) + 1
+    return bool(_ORDERED_MARKER.match(doc.source[line_start : block.starts[0]]))
+
+
+def _heading_sections(
+    blocks: Sequence[Block], opens: Callable[[str], bool], taken: set[int]
+) -> list[Section]:
+    """Sections opened by a heading: up to the next heading of the same or a higher level."""
+    out: list[Section] = []
     i = 0
     while i < len(blocks):
         block = blocks[i]
-        if block.kind == "heading" and policy.matches_heading(block.text):
+        if block.kind == "heading" and i not in taken and opens(block.text):
             j = i + 1
             while j < len(blocks) and not (
                 blocks[j].kind == "heading" and blocks[j].heading_level <= block.heading_level
             ):
                 j += 1
-            sections.append(
-                Section(
-                    block, _label_title(block), tuple(blocks[i + 1 : j]), tuple(range(i + 1, j))
-                )
-            )
+            out.append(Section(block, _label_title(block), tuple(blocks[i + 1 : j]),
+                               tuple(range(i + 1, j))))
+            taken.update(range(i, j))
             i = j
         else:
             i += 1
-    if sections:
-        return tuple(sections)
-    for i, block in enumerate(blocks):
-        if not _is_label(doc, block, policy):
+    return out
+
+
+def _label_sections(
+    doc: Document, opens: Callable[[str], bool], taken: set[int]
+) -> list[Section]:
+    """Sections opened by a pseudo-heading (bold line, "Label:", "5. Prevention").
+
+    A list-item label with nested items owns just those; any other label runs to the next
+    heading or the next pseudo-heading at its own list depth or shallower.
+    """
+    blocks = doc.blocks
+    out: list[Section] = []
+    i = 0
+    while i < len(blocks):
+        block = blocks[i]
+        is_label = _pseudo_heading(doc, block) or _numbered_label(doc, block)
+        if i in taken or not is_label or not opens(block.text.strip().rstrip(":：")):
+            i += 1
             continue
+        depth = block.list_depth
         j = i + 1
-        while j < len(blocks) and blocks[j].kind in ("list_item", "table_cell"):
+        nested = (
+            block.kind == "list_item"
+            and j < len(blocks)
+            and blocks[j].list_depth > depth
+            and blocks[j].kind != "heading"
+        )
+        while j < len(blocks) and j not in taken:
+            nxt = blocks[j]
+            if nxt.kind == "heading":
+                break
+            if nested and nxt.list_depth <= depth:
+                break
+            if not nested and nxt.list_depth <= depth and _pseudo_heading(doc, nxt):
+                break
             j += 1
         if j > i + 1:
-            sections.append(
-                Section(
-                    block, _label_title(block), tuple(blocks[i + 1 : j]), tuple(range(i + 1, j))
-                )
-            )
-    return tuple(sections)
+            out.append(Section(block, _label_title(block), tuple(blocks[i + 1 : j]),
+                               tuple(range(i + 1, j))))
+            taken.update(range(i, j))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def _reads_as_changes(section: Section, ctx: _Context, *, share: float) -> bool:
+    """Whether at least `share` of a section's items read as future changes: an
+    imperative verb or "we will / need to", or an owner, ticket or due date."""
+    drafts = _drafts(section, ctx)
+    texts = [d.text or " ".join(t for t, _ in d.parts) for d in drafts]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        return False
+    changes = sum(
+        1
+        for t in texts
+        if reads_as_change(t) or find_owner(t) or find_tracking(t) or find_due(t)[1]
+    )
+    return changes >= max(1, share * len(texts))
+
+
+def _trailing_list(doc: Document, ctx: _Context) -> Section | None:
+    """The document's last list or table, when only a short sign-off follows it ("Thanks
+    for reading!"): a heading-less action list if its items read as changes."""
+    blocks = doc.blocks
+    j = len(blocks)
+    tail = 0
+    while j > 0 and blocks[j - 1].kind == "paragraph" and tail < 2:
+        j -= 1
+        tail += 1
+    end = j
+    while j > 0 and blocks[j - 1].kind in ("list_item", "table_cell"):
+        j -= 1
+    if j == end or blocks[j].list_depth > 1:
+        return None
+    section = Section(blocks[j], "", tuple(blocks[j:end]), tuple(range(j, end)))
+    items = _drafts(section, ctx)
+    if len(items) < 2 or not _reads_as_changes(section, ctx, share=2 / 3):
+        return None
+    return section
+
+
+def action_sections(doc: Document, policy: ActionPolicy) -> tuple[Section, ...]:
+    """Where a postmortem says what will change, in order of confidence.
+
+    1. Headings and pseudo-headings (bold lines, "Label:", "5. Prevention") that the policy
+       matches: listed titles, or words of planned change (rules/action_words.py).
+    2. Failing those, lessons / takeaways / changes headings whose items mostly read as
+       future changes.
+    3. Failing those, a trailing list or table whose items read as future changes.
+    """
+    taken: set[int] = set()
+    sections = _heading_sections(doc.blocks, policy.matches_heading, taken)
+    sections += _label_sections(doc, policy.matches_heading, taken)
+    if sections or not policy.detect_headings:
+        return tuple(sorted(sections, key=lambda s: s.indices[0] if s.indices else 0))
+    ctx = _Context(doc)  # built once: every weak section is read against it
+    weak = _heading_sections(doc.blocks, policy.weak_heading, taken)
+    weak += _label_sections(doc, policy.weak_heading, taken)
+    sections = [s for s in weak if _reads_as_changes(s, ctx, share=0.5)]
+    if sections:
+        return tuple(sorted(sections, key=lambda s: s.indices[0] if s.indices else 0))
+    trailing = _trailing_list(doc, ctx)
+    return (trailing,) if trailing else ()
 
 
 def in_action_section(block: Block, policy: ActionPolicy, doc: Document | None = None) -> bool:
@@ -586,6 +732,33 @@ def _is_placeholder(text: str) -> bool:
     return bool(_PLACEHOLDER.match(text.strip().strip("*_").strip().rstrip(".").strip()))
 
 
+# "None yet — will follow up next week", "No action needed", "TBD", "Nothing so far": a
+# section that says no change is planned, which must not pass as a planned change.
+_NOTHING = (
+    r"(?:none|nothing|no\s+(?:further\s+)?(?:actions?|action\s+items?|follow[\s-]?ups?|"
+    r"changes?|items?)|n/?a|tbd|tba|tbc|to\s+be\s+(?:decided|determined|confirmed|defined|"
+    r"added|agreed)|todo|pending)"
+)
+_FOLLOW_LATER = (
+    r"(?:(?:we|i|team)\s+)?(?:will|'ll|to|shall)\s+(?:follow[\s-]?up|decide|update\s+this|"
+    r"add\s+(?:them|items|these|more)|come\s+back\s+to\s+(?:this|it))"
+    r"(?:\s+(?:later|soon|next\s+\w+|tomorrow|after\s+.*|in\s+.*|on\s+.*|by\s+.*))?"
+)
+_NON_ITEM = re.compile(
+    rf"^(?:{_NOTHING}(?:\s+(?:yet|so\s+far|for\s+now|at\s+(?:this|the\s+moment)\s*\w*|"
+    rf"needed|required|planned|identified|necessary|at\s+present))*"
+    rf"(?:\s*[-–—,;:(]+\s*{_FOLLOW_LATER}\)?)?|{_FOLLOW_LATER}|"
+    rf"(?:items?|actions?|follow[\s-]?ups?)\s+(?:to\s+come|to\s+follow|tbd|pending))$",
+    re.IGNORECASE,
+)
+
+
+def is_non_item(text: str) -> bool:
+    """A placeholder or a statement that nothing is planned yet: not an action item."""
+    bare = " ".join(text.split()).strip().strip("*_").strip().rstrip(".!").strip()
+    return _is_placeholder(bare) or bool(_NON_ITEM.match(bare))
+
+
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|$)", re.MULTILINE)
 
 
@@ -610,7 +783,7 @@ def _drafts(section: Section, ctx: _Context) -> list[_Draft]:
                     parent.parts.append((block.text, ctx.around(block)))
                     continue
                 parent = None
-                if span is None or _is_placeholder(block.text):
+                if span is None or is_non_item(block.text):
                     continue
                 around = ctx.around(block)
                 parent = _Draft(
@@ -670,7 +843,7 @@ def _drafts(section: Section, ctx: _Context) -> list[_Draft]:
             a = m.start() + (len(raw) - len(raw.lstrip()))
             b = m.start() + len(raw.rstrip())
             sentence = block.text[a:b]
-            if b <= a or sentence.endswith((":", "：")) or _is_placeholder(sentence):
+            if b <= a or sentence.endswith((":", "：")) or is_non_item(sentence):
                 continue
             start, end = block.source_span(a, b)
             if k + 1 < len(matches):
@@ -714,6 +887,8 @@ def _row_draft(cells: list[Block], ctx: _Context, heading: str) -> _Draft | None
     around = ctx.doc.source[start : ctx.bounds(cells[-1])[1]]
     row_text = " | ".join(c.text.strip() for c in cells if c.text.strip())
     text = " | ".join(texts) if texts else row_text
+    if texts and all(is_non_item(t) for t in texts):
+        return None  # | None yet | TBD | — |: the row plans nothing
     return _Draft(start, end, text, [(row_text, around)], heading=heading, cells=by_role)
 
 
@@ -771,6 +946,8 @@ class ActionCheck:
     items: tuple[ActionItem, ...]
     findings: tuple[Finding, ...]  # category "action-items"
     section_found: bool
+    spans: tuple[tuple[int, int], ...] = ()  # source span of each item, parallel to `items`
+    sections: tuple[Section, ...] = ()
 
 
 _MESSAGES = {
@@ -809,6 +986,13 @@ _MESSAGES = {
         "When is this action item due?",
         "Add a due date, e.g. 'due 2025-03-31'.",
     ),
+    "actions.systems-action": (
+        "warning",
+        "The write-up points at people, and {what}. What change to tooling, defaults or "
+        "process would make this incident less likely for whoever is next?",
+        "Add an action item that changes the system (an alert, a check, a safer default, a "
+        "runbook step), with an owner and a tracking link.",
+    ),
     "actions.no-lesson-home": (
         "info",
         "Where will the next person on call find what was learned? No action item updates a "
@@ -820,9 +1004,23 @@ _MESSAGES = {
 
 
 def _finding(
-    doc: Document, rule: str, start: int, end: int, sentence: str = "", **fmt: Any
-) -> Finding:
+    doc: Document,
+    rule: str,
+    start: int,
+    end: int,
+    sentence: str = "",
+    *,
+    pack: RulePack | None = None,
+    **fmt: Any,
+) -> Finding | None:
+    """The finding for one check, worded and levelled by the pack's rule of that id (None
+    when the pack disables it); `_MESSAGES` words it for a pack without that rule."""
     severity, message, suggestion = _MESSAGES[rule]
+    entry = pack.rule(rule) if pack is not None else None
+    if entry is not None:
+        if not entry.enabled:
+            return None
+        severity, message, suggestion = entry.severity, entry.message, entry.suggestion
     return doc.finding(
         rule=rule,
         category=CATEGORY,
@@ -835,29 +1033,40 @@ def _finding(
     )
 
 
+def _add(findings: list[Finding], finding: Finding | None) -> None:
+    if finding is not None:
+        findings.append(finding)
+
+
 def _label_span(section: Section) -> tuple[int, int]:
     span = _span(section.label)
     return span if span else (0, 0)
 
 
-def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
-    """Find the action-items section(s), read the items, report what policy asks for."""
+def check_action_items(
+    doc: Document, policy: ActionPolicy, pack: RulePack | None = None
+) -> ActionCheck:
+    """Find the action-items section(s), read the items, report what policy asks for.
+
+    `pack` words, levels or disables each check (its `check: true` rules)."""
     sections = action_sections(doc, policy)
     findings: list[Finding] = []
     if not sections:
         if policy.min_items > 0:
             src = doc.source
             end = 1 if src and src[0] not in "\r\n" else 0
-            findings.append(_finding(doc, "actions.missing-section", 0, end))
+            _add(findings, _finding(doc, "actions.missing-section", 0, end, pack=pack))
         return ActionCheck(items=(), findings=tuple(findings), section_found=False)
 
     ctx = _Context(doc)
     items: list[ActionItem] = []
+    spans: list[tuple[int, int]] = []
     item_findings: list[Finding] = []
     for section in sections:
         for draft in _drafts(section, ctx):
             item, info = _item(draft, doc, policy)
             items.append(item)
+            spans.append((draft.start, draft.end))
             open_item = item.done is not True
             checks: Iterable[tuple[bool, str]] = (
                 (policy.require_owner and open_item and not item.owner, "actions.missing-owner"),
@@ -869,8 +1078,9 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
             )
             for failed, rule in checks:
                 if failed:
-                    item_findings.append(
-                        _finding(doc, rule, draft.start, draft.end, sentence=item.text)
+                    _add(
+                        item_findings,
+                        _finding(doc, rule, draft.start, draft.end, sentence=item.text, pack=pack),
                     )
 
     first = sections[0]
@@ -878,10 +1088,11 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
     a, b = _label_span(first)
     if not items:
         if policy.min_items > 0:
-            findings.append(_finding(doc, "actions.empty-section", a, b, title=title))
+            _add(findings, _finding(doc, "actions.empty-section", a, b, title=title, pack=pack))
     else:
         if len(items) < policy.min_items:
-            findings.append(
+            _add(
+                findings,
                 _finding(
                     doc,
                     "actions.too-few-items",
@@ -891,9 +1102,117 @@ def check_action_items(doc: Document, policy: ActionPolicy) -> ActionCheck:
                     count=len(items),
                     noun="item" if len(items) == 1 else "items",
                     minimum=policy.min_items,
-                )
+                    pack=pack,
+                ),
             )
         if policy.require_lesson_home and not any(i.lesson_home for i in items):
-            findings.append(_finding(doc, "actions.no-lesson-home", a, b))
+            _add(findings, _finding(doc, "actions.no-lesson-home", a, b, pack=pack))
     findings.extend(item_findings)
-    return ActionCheck(items=tuple(items), findings=tuple(findings), section_found=True)
+    return ActionCheck(
+        items=tuple(items),
+        findings=tuple(findings),
+        section_found=True,
+        spans=tuple(spans),
+        sections=sections,
+    )
+
+
+# --------------------------------------------------------------------------- summary
+
+SECTION_RULES = (
+    "actions.missing-section",
+    "actions.empty-section",
+    "actions.too-few-items",
+    "actions.systems-action",
+)
+
+
+def _get(item: ActionItem | dict, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else getattr(item, key)
+
+
+def _share(count: int, total: int, singular: str, plural: str) -> str:
+    # "2 of 3 items have no owner", "none has a tracking link", "the item has no owner"
+    if total == 1:
+        return f"the item {singular}"
+    if count == total:
+        return f"no item {plural}"
+    verb = singular if count == 1 else singular.replace("has ", "have ", 1)
+    return f"{count} of {total} items {verb}"
+
+
+def lacks_summary(items: Sequence[ActionItem | dict]) -> str:
+    """What the action items lack, in one sentence for the comment and the dashboard:
+    "2 of 3 items have no owner; none says where the lesson lives". Empty when nothing is
+    lacking. Done items are not asked for an owner."""
+    if not items:
+        return ""
+    parts: list[str] = []
+    open_items = [i for i in items if _get(i, "done") is not True]
+    no_owner = sum(1 for i in open_items if not _get(i, "owner"))
+    if no_owner:
+        parts.append(_share(no_owner, len(items), "has no owner", "has an owner"))
+    no_link = sum(1 for i in items if not _get(i, "tracking"))
+    if no_link:
+        parts.append(_share(no_link, len(items), "has no tracking link", "has a tracking link"))
+    if not any(_get(i, "lesson_home") for i in items):
+        parts.append(
+            "none says where the lesson lives (a runbook, checklist, alert or test)"
+            if len(items) > 1
+            else "it does not say where the lesson lives (a runbook, checklist, alert or test)"
+        )
+    people = [i for i in items if _get(i, "asks_people")]
+    if people:
+        lines = ", ".join(str(_get(i, "line")) for i in people)
+        verb = "asks" if len(people) == 1 else "ask"
+        parts.append(
+            f"{len(people)} of {len(items)} {verb} people to change rather than the system "
+            f"(line {lines})"
+        )
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+# Categories of findings that are not about people: the action check's own, input limits,
+# and praise (heroics, brilliance point at people but do not blame them).
+_NOT_ABOUT_PEOPLE = frozenset({CATEGORY, "input", "heroics", "brilliance"})
+
+
+def systems_action_finding(
+    doc: Document,
+    check: ActionCheck,
+    items: Sequence[ActionItem],
+    findings: Sequence[Finding],
+    policy: ActionPolicy,
+    pack: RulePack | None = None,
+) -> Finding | None:
+    """One finding when the narrative's flags point at people and the remedy does too.
+
+    Counterfactual thinking ("if only", "should have") pushes teams toward remedies aimed
+    at people (Morris, Moore & Sim 1999); when every open action item asks a person to
+    change, or there is none, the postmortem is asked for one change to the system.
+    `items` are the check's items with `asks_people` set (nlp.analysis does that).
+    """
+    if not policy.require_systems_action:
+        return None
+    if not any(f.category not in _NOT_ABOUT_PEOPLE and not f.suppressed for f in findings):
+        return None
+    open_items = [i for i in items if i.done is not True]
+    if open_items and not all(i.asks_people for i in open_items):
+        return None
+    if not check.sections:
+        # Where the missing-section finding points (the first character), which this one
+        # replaces: one finding, not two asking the same question.
+        src = doc.source
+        end = 1 if src and src[0] not in "\r\n" else 0
+        what = "no action-items section says what will change"
+        return _finding(doc, "actions.systems-action", 0, end, what=what, pack=pack)
+    what = (
+        "every action item asks people to change"
+        if open_items
+        else "no open action item says what will change"
+    )
+    a, b = _label_span(check.sections[0])
+    return _finding(doc, "actions.systems-action", a, b, what=what, pack=pack)

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from nlp import limits
 from nlp import text as textmod
-from nlp.actions import check_action_items, in_action_section
+from nlp.actions import action_sections, check_action_items, systems_action_finding
 from nlp.blame import Hit, compile_pack
 from nlp.model import Analysis, Block, Finding
 from nlp.people import Roster
@@ -17,6 +17,8 @@ from rules.policy import ActionPolicy
 from rules.schema import RulePack, load_pack
 
 _default_pack: RulePack | None = None
+# Pack rules whose hits mark an action item as asking people to change ("retrain X").
+PERSON_REMEDIATION = "actions.person-remediation"
 
 
 def default_pack() -> RulePack:
@@ -55,14 +57,16 @@ def analyse(
     limits.check_words(bounded.values())
     cut = [(block, piece) for block in blocks for piece in limits.pieces(bounded[id(block)])]
     docs = pipeline.nlp.pipe(bounded[id(block)][piece.start : piece.end] for block, piece in cut)
-    action_scope: dict[str, bool] = {}  # by section heading; headings repeat across blocks
+    # The blocks of the action-items sections as the action check finds them, so rules
+    # scoped to action items also see a section opened by a bold label or a question.
+    in_actions = {
+        id(b) for s in action_sections(document, policy) for b in (s.label, *s.blocks)
+    }
     for (block, piece), doc in zip(cut, docs, strict=True):
-        if block.section not in action_scope:
-            action_scope[block.section] = in_action_section(block, policy)
         hits = compiled.run(
             doc,
             roster,
-            action_scope=action_scope[block.section],
+            action_scope=id(block) in in_actions,
             quoted=block.quoted,
         )
         for hit in hits:
@@ -76,9 +80,22 @@ def analyse(
         model=pipeline.name,
     )
     if check_actions:
-        check = check_action_items(document, policy)
-        analysis.action_items = list(check.items)
+        check = check_action_items(document, policy, pack)
+        asks_people = [
+            (f.start, f.end) for f in findings if f.rule.startswith(PERSON_REMEDIATION)
+        ]
+        analysis.action_items = [
+            replace(item, asks_people=any(a <= s < b for s, _ in asks_people))
+            for item, (a, b) in zip(check.items, check.spans, strict=True)
+        ]
         findings.extend(check.findings)
+        systems = systems_action_finding(
+            document, check, analysis.action_items, findings, policy, pack
+        )
+        if systems is not None:
+            if not check.sections:
+                findings = [f for f in findings if f.rule != "actions.missing-section"]
+            findings.append(systems)
     findings.sort(key=lambda f: (f.start, f.end, f.rule))
     if len(findings) > limits.MAX_FINDINGS:
         findings = findings[: limits.MAX_FINDINGS] + [

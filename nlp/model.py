@@ -107,6 +107,9 @@ class ActionItem:
     due: str | None = None  # ISO date when one could be read
     done: bool | None = None
     lesson_home: str | None = None  # link to a runbook / checklist / decision log
+    # The item asks a person to change ("retrain the engineer", "be more careful"): a rule
+    # of the pack flagged it, so the lint output, the dashboard and the comment can say so.
+    asks_people: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -118,6 +121,7 @@ class ActionItem:
             "due": self.due,
             "done": self.done,
             "lesson_home": self.lesson_home,
+            "asks_people": self.asks_people,
         }
 
 

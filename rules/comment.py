@@ -7,9 +7,11 @@ edit its own comment instead of stacking a second one.
 from __future__ import annotations
 
 from connector.base import GITHUB, OUTSIDE, Incident
+from nlp.actions import CATEGORY as ACTION_CATEGORY
+from nlp.actions import SECTION_RULES, lacks_summary
 from nlp.model import Finding
 from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
-from rules.verdict import MISSING, NEEDS_REVIEW, UNCHECKED, Verdict
+from rules.verdict import MISSING, NEEDS_REVIEW, OK, UNCHECKED, Verdict
 
 GITHUB_MARKER = "<!-- pmguard:check v1 -->"
 # Jira wiki markup has no comments; a trailing, nearly invisible tag does the same job.
@@ -43,28 +45,12 @@ def render(
         for ref, reason in verdict.unreadable:
             lines.append(f"- The linked postmortem {_code(ref.locator, github)} could not be "
                          f"read: {reason}")
-    elif verdict.status == NEEDS_REVIEW:
-        lines.append(
-            "Thanks for the postmortem. A few sentences read as if they point at people "
-            "rather than at the system; a systems question for each is below."
-        )
-        lines.append("")
-        findings = verdict.open_findings
-        for f in findings[: policy.max_listed]:
-            lines.append(_item(f, github))
-        more = len(findings) - policy.max_listed
-        if more > 0:
-            rest = f"and {more} more"
-            lines.append(f"- [{rest}]({details_url})" if github and details_url else f"- {rest}")
+    elif verdict.status in (NEEDS_REVIEW, OK):
+        lines.extend(_review(verdict, policy, github, details_url))
     elif verdict.status == UNCHECKED:
         lines.append(
             "Thanks for the postmortem. It could not be checked automatically, so an incident "
             "manager will read it instead."
-        )
-    else:
-        lines.append(
-            "Thanks for the postmortem: it is linked, reads as blameless, and its action "
-            "items are in place."
         )
     if verdict.status != MISSING:
         if verdict.unchecked:
@@ -97,6 +83,55 @@ def render(
     lines.append(f"Edit the postmortem or comment {command} to check again.")
     lines.append(marker_for(incident.ref.tracker))
     return "\n".join(lines)
+
+
+def _review(
+    verdict: Verdict, policy: IncidentPolicy, github: bool, details_url: str
+) -> list[str]:
+    """Three parts that never mix: sentences that read as blame (each with its systems
+    question), one line for a missing or empty action-items section, and one sentence for
+    what the action items lack. Action-item findings are never listed as sentences: a
+    missing section has no sentence, and quoting `line 1, "#"` as blame misled readers."""
+    bullet = "-" if github else "*"
+    blame = [f for f in verdict.open_findings if f.category != ACTION_CATEGORY]
+    action_lines: list[str] = []
+    several = len(verdict.checks) > 1
+    for c in verdict.checks:
+        prefix = f"{c.postmortem.title or c.postmortem.url or 'Postmortem'}: " if several else ""
+        section = [f for f in c.open_findings if f.rule in SECTION_RULES]
+        for f in section:
+            action_lines.append(f"{bullet} {prefix}{f.message}")
+        if not any(f.rule == "actions.missing-section" for f in section):
+            lacks = lacks_summary(c.analysis.action_items)
+            if lacks:
+                action_lines.append(f"{bullet} {prefix}Action items: {lacks}")
+    lines: list[str] = []
+    if blame:
+        lines.append(
+            "Thanks for the postmortem. A few sentences read as if they point at people "
+            "rather than at the system; a systems question for each is below."
+        )
+        lines.append("")
+        for f in blame[: policy.max_listed]:
+            lines.append(_item(f, github))
+        more = len(blame) - policy.max_listed
+        if more > 0:
+            rest = f"and {more} more"
+            lines.append(
+                f"- [{rest}]({details_url})" if github and details_url else f"{bullet} {rest}"
+            )
+    elif verdict.status == OK and not action_lines:
+        lines.append(
+            "Thanks for the postmortem: it is linked, reads as blameless, and its action "
+            "items are in place."
+        )
+    else:
+        lines.append("Thanks for the postmortem. It reads as blameless.")
+    if action_lines:
+        lines.append("")
+        lines.append("What will change because of this incident:")
+        lines.extend(action_lines)
+    return lines
 
 
 def _item(f: Finding, github: bool) -> str:

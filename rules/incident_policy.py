@@ -92,7 +92,19 @@ class IncidentPolicy:
     max_listed: int = 5
     recheck_command: str = "/pmguard recheck"
     actions: ActionPolicy = field(default_factory=ActionPolicy)
+    # Per incident severity, the action-item knobs that differ from `actions` ("sev1 needs
+    # owners and due dates, sev3 only an item"): (normalised severity, policy) pairs.
+    actions_by_severity: tuple[tuple[str, ActionPolicy], ...] = ()
     postmortem_sources: PostmortemSources = field(default_factory=PostmortemSources)
+
+    def actions_for(self, incident: Incident) -> ActionPolicy:
+        """The action-item policy for this incident's severity (`actions` when none is
+        set for it, or the incident has no severity)."""
+        severity = incident.severity or severity_from_labels(incident.labels)
+        if severity is None:
+            return self.actions
+        wanted = _norm_sev(severity)
+        return next((p for sev, p in self.actions_by_severity if sev == wanted), self.actions)
 
     def needs_postmortem(self, incident: Incident) -> bool:
         if not self.severities:
@@ -118,7 +130,7 @@ def severity_from_labels(labels: tuple[str, ...]) -> str | None:
 
 POLICY_KEYS = {
     "enforcement", "labels", "severities", "review_at", "max_listed", "action_items",
-    "postmortem_sources",
+    "action_items_by_severity", "postmortem_sources",
 }
 _SOURCE_NAME = {
     "jira": re.compile(r"^[A-Z][A-Z0-9_]+$"),
@@ -166,9 +178,31 @@ def policy_from_mapping(
         changes["max_listed"] = value
     if "action_items" in data:
         changes["actions"] = ActionPolicy.from_mapping(data["action_items"], source)
+    if "action_items_by_severity" in data:
+        base_actions = changes.get("actions", policy.actions)
+        changes["actions_by_severity"] = _by_severity(
+            data["action_items_by_severity"], base_actions, source
+        )
     if "postmortem_sources" in data:
         changes["postmortem_sources"] = _sources(data["postmortem_sources"], source)
     return replace(policy, **changes)
+
+
+def _by_severity(
+    data: object, base: ActionPolicy, source: str
+) -> tuple[tuple[str, ActionPolicy], ...]:
+    # Each severity overlays only the knobs it names onto `action_items`, so "sev1:
+    # {require_owner: true}" keeps the team's headings and lesson-home words.
+    shape = "'action_items_by_severity' maps severities (sev1, sev2…) to action-item knobs"
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: {shape}")
+    out: list[tuple[str, ActionPolicy]] = []
+    for severity, knobs in data.items():
+        if not isinstance(severity, str) or not isinstance(knobs, dict):
+            raise PolicyError(f"{source}: {shape}")
+        parsed = ActionPolicy.from_mapping(knobs, f"{source}: action_items_by_severity.{severity}")
+        out.append((_norm_sev(severity), replace(base, **{k: getattr(parsed, k) for k in knobs})))
+    return tuple(out)
 
 
 def _sources(data: object, source: str) -> PostmortemSources:

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from rules.action_words import heading_kind
 from rules.safe_yaml import YamlRefused, load_yaml
 
 DEFAULT_HEADINGS: tuple[str, ...] = (
@@ -61,6 +62,15 @@ DEFAULT_LESSON_HOME_WORDS: tuple[str, ...] = (
     "onboarding guide",
     "knowledge base",
     "Confluence",
+    # A lesson also lives in something that acts on it next time: an alert, a test, a lint
+    # rule, a CI check (issue 11). Counted only with a verb that changes it or a link.
+    "alert",
+    "alerting rule",
+    "test",
+    "lint rule",
+    "linter",
+    "CI check",
+    "pre-commit hook",
 )
 
 # Words that make a heading about something other than follow-up work even when it
@@ -142,15 +152,30 @@ class ActionPolicy:
     """
 
     min_items: int = 1
+    # Find the section by what its heading says (rules/action_words.py), not only by the
+    # `headings` list; the list stays as the override for a team's own titles.
+    detect_headings: bool = True
     require_owner: bool = False
     require_tracking: bool = False
     require_due: bool = False
     require_lesson_home: bool = False
+    # When the flags point at people and every action item asks people to change (or
+    # there is none), ask for one change to the system (issue 11).
+    require_systems_action: bool = True
     headings: tuple[str, ...] = DEFAULT_HEADINGS
     lesson_home_words: tuple[str, ...] = DEFAULT_LESSON_HOME_WORDS
 
     def matches_heading(self, text: str) -> bool:
-        return heading_matches(text, self.headings)
+        """A heading that opens an action-items section: listed in `headings`, or (with
+        `detect_headings`) worded as planned change."""
+        if heading_matches(text, self.headings):
+            return True
+        return self.detect_headings and heading_kind(text) == "strong"
+
+    def weak_heading(self, text: str) -> bool:
+        """Lessons / takeaways / changes: a section only when nothing stronger exists and
+        its items read as future changes."""
+        return self.detect_headings and heading_kind(text) == "weak"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, source: str = "<policy>") -> ActionPolicy:
@@ -169,7 +194,7 @@ class ActionPolicy:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise PolicyError(f"{source}: 'min_items' must be a non-negative integer")
                 values[key] = value
-            elif key.startswith("require_"):
+            elif key.startswith("require_") or key == "detect_headings":
                 if not isinstance(value, bool):
                     raise PolicyError(f"{source}: '{key}' must be true or false")
                 values[key] = value

@@ -67,6 +67,19 @@ ATTRIBUTE_NEEDS = {
     "ENT_ID": "ner",
 }
 PLACEHOLDERS = ("action", "action_ing", "object", "actor", "match")
+# The structural action-item checks of nlp/actions.py a pack may word, re-level or disable
+# (rules with `check: true`), and the placeholders their messages may use.
+ACTION_CHECKS = (
+    "actions.missing-section",
+    "actions.empty-section",
+    "actions.too-few-items",
+    "actions.missing-owner",
+    "actions.missing-tracking",
+    "actions.missing-due",
+    "actions.no-lesson-home",
+    "actions.systems-action",
+)
+ACTION_CHECK_PLACEHOLDERS = ("title", "count", "noun", "minimum", "what")
 RULE_ID = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)+$")
 _YOU = re.compile(r"\b(?:you|your|yours|yourself|yourselves)\b", re.IGNORECASE)
 PERSON_KEY = "PERSON"  # pattern shorthand: {PERSON: true|other|self}
@@ -104,6 +117,10 @@ class Rule:
     model: str = ""
     model_class: str = ""
     threshold: float = 0.0
+    # A structural action-item check (nlp/actions.py) rather than token patterns: its id
+    # names the check, the pack holds its words and severity, and its examples are whole
+    # postmortems, so an admin can re-level or disable it like any other rule.
+    check: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,7 @@ def _settings(raw: Any, source: str, base: RulePack | None) -> Settings:
 
 RULE_FIELDS = {
     "id",
+    "check",
     "category",
     "severity",
     "message",
@@ -303,7 +321,7 @@ def _rule(raw: dict, where: str) -> Rule:
         "message",
         "explanation",
         "suggestion",
-        "model" if "model" in raw else "patterns",
+        *(() if raw.get("check") is True else ("model" if "model" in raw else "patterns",)),
         "examples",
     ):
         if key not in raw:
@@ -355,6 +373,10 @@ def _fields(rule: Rule, raw: dict, where: str) -> Rule:
                     f"{where}: field '{key}': {raw[key]!r} is not one of {', '.join(allowed)}"
                 )
             changes[key] = raw[key]
+    if "check" in raw:
+        if not isinstance(raw["check"], bool):
+            raise PackError(f"{where}: field 'check' must be true or false")
+        changes["check"] = raw["check"]
     if "enabled" in raw:
         if not isinstance(raw["enabled"], bool):
             raise PackError(f"{where}: field 'enabled' must be true or false")
@@ -428,6 +450,8 @@ _VOCAB: Vocab | None = None
 
 
 def _check(rule: Rule, where: str) -> Rule:
+    if rule.check:
+        _check_action_check(rule, where)
     if rule.model:
         _check_model_rule(rule, where)
     elif rule.model_class or rule.threshold:
@@ -437,8 +461,9 @@ def _check(rule: Rule, where: str) -> Rule:
             raise PackError(
                 f"{where}: field '{key}' addresses the reader as 'you'; ask about the system"
             )
+    known = ACTION_CHECK_PLACEHOLDERS if rule.check else PLACEHOLDERS
     for name in re.findall(r"{(\w*)}", rule.suggestion):
-        if name not in PLACEHOLDERS:
+        if name not in known:
             raise PackError(
                 f"{where}: field 'suggestion': unknown placeholder {{{name}}} "
                 f"(known: {', '.join(PLACEHOLDERS)})"
@@ -477,6 +502,23 @@ def _check(rule: Rule, where: str) -> Rule:
                     f"{detail[-1] if detail else exc}"
                 ) from None
     return rule
+
+
+def _check_action_check(rule: Rule, where: str) -> None:
+    if rule.id not in ACTION_CHECKS:
+        raise PackError(
+            f"{where}: field 'check': {rule.id!r} is not an action-item check (known: "
+            f"{', '.join(ACTION_CHECKS)})"
+        )
+    if rule.patterns or rule.model:
+        raise PackError(f"{where}: a 'check' rule reads no 'patterns' or 'model'")
+    for key in ("message", "suggestion"):
+        for name in re.findall(r"{(\w*)}", getattr(rule, key)):
+            if name not in ACTION_CHECK_PLACEHOLDERS:
+                raise PackError(
+                    f"{where}: field '{key}': unknown placeholder {{{name}}} "
+                    f"(known: {', '.join(ACTION_CHECK_PLACEHOLDERS)})"
+                )
 
 
 def _check_model_rule(rule: Rule, where: str) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nlp.analysis import analyse
 from nlp.blame import compile_pack
 from nlp.people import Roster
 from nlp.pipeline import get_pipeline
+from rules.policy import ActionPolicy
 from rules.schema import RulePack
 
 
@@ -33,9 +35,30 @@ def run_examples(pack: RulePack, model: str | None = None) -> tuple[list[Example
         for expected, examples in ((True, rule.examples_match), (False, rule.examples_no_match)):
             for example in examples:
                 count += 1
-                if matches(compiled, rule.id, example) != expected:
+                found = (
+                    check_reports(pack, rule.id, example, model)
+                    if rule.check
+                    else matches(compiled, rule.id, example)
+                )
+                if found != expected:
                     failures.append(ExampleFailure(rule.id, example, expected))
     return failures, count
+
+
+# Every requirement on, and two items asked for, so each check's examples can show it.
+EXAMPLE_POLICY = ActionPolicy(
+    min_items=2,
+    require_owner=True,
+    require_tracking=True,
+    require_due=True,
+    require_lesson_home=True,
+)
+
+
+def check_reports(pack: RulePack, rule_id: str, document: str, model: str | None = None) -> bool:
+    """Whether an action-item check (`check: true`) reports on a whole markdown document."""
+    analysis = analyse(document, pack=pack, policy=EXAMPLE_POLICY, model=model)
+    return any(f.rule == rule_id for f in analysis.findings)
 
 
 def matches(compiled, rule_id: str, sentence: str) -> bool:

@@ -83,7 +83,7 @@ def check(
                 fmt=pm.format,
                 pack=pack,
                 people=incident.roster,
-                policy=policy.actions,
+                policy=policy.actions_for(incident),
                 model=model,
             )
         except Unchecked as reason:

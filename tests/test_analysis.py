@@ -148,6 +148,27 @@ def test_person_remediation_in_action_items_is_an_action_item_finding(model: str
     assert len(analysis.action_items) == 2
 
 
+def test_items_that_ask_people_to_change_are_marked(model: str) -> None:
+    # Constructions, not phrases: someone sent to training, an instruction verb whose
+    # object is a person or role, "must be careful"; under a bold label the scope holds too.
+    source = (
+        "# Incident\n\nKai attended the alerting training last year.\n\n"
+        "**What we're doing about it**\n\n"
+        "- Kai to attend alerting training\n"
+        "- Coach the engineer who ran the migration\n"
+        "- Operators must be careful when editing route tables\n"
+        "- Add a region check to the deploy checklist (#13)\n"
+    )
+    analysis = analyse(source, model=model)
+    flagged = [f for f in analysis.findings if f.rule.startswith("actions.person-remediation")]
+    assert sorted(f.line for f in flagged) == [7, 8, 9]
+    assert all(f.category == "action-items" for f in flagged)
+    assert [i.asks_people for i in analysis.action_items] == [True, True, True, False]
+    assert analysis.action_items[0].owner == "Kai"
+    assert analysis.action_items[3].lesson_home == "deploy checklist"
+    assert analysis.action_items[0].to_dict()["asks_people"] is True
+
+
 def test_missing_action_items_are_reported(model: str) -> None:
     analysis = analyse("# Incident\n\nThe cache expired early.\n", model=model)
     assert "actions.missing-section" in {f.rule for f in analysis.findings}

@@ -524,3 +524,22 @@ def test_rules_test_reports_failures(heavy):
 
 def test_rules_test_invalid_pack(work):
     assert_one_line_error(run(["rules", "test", "bad-pack.yml"], work), "team.oops", "severity")
+
+
+def test_lint_passes_a_postmortem_headed_with_the_products_question(work: Path) -> None:
+    # Issue 11: the section headed with the question the product asks, owned and linked
+    # items, one of them the lesson's home: nothing to say, exit 0.
+    (work / "differently.md").write_text(
+        "# Cache outage\n\nThe cache expired early and the API slowed down.\n\n"
+        "## What will we do differently, and where does it live?\n\n"
+        "- Add an alert on cache TTL drift (owner: @cache, OPS-31, due 2030-01-31)\n"
+        "- Update the cache runbook with the TTL check (owner: @sre, OPS-32, due 2030-02-15)\n",
+        encoding="utf-8",
+    )
+    (work / "strict.yml").write_text(
+        "require_owner: true\nrequire_tracking: true\nrequire_due: true\n"
+        "require_lesson_home: true\n",
+        encoding="utf-8",
+    )
+    done = run(["lint", "--model", "blank", "--policy", "strict.yml", "differently.md"], work)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()

@@ -449,6 +449,27 @@ def test_incident_page_shows_links_action_items_and_what_they_lack(env: ServiceE
     assert "javascript:" not in page
 
 
+def test_no_items_note_follows_the_action_check(env: ServiceEnv) -> None:
+    # The page says why there are no items, in the action check's words; it never says
+    # "No action items were found" about a section the check found empty.
+    text = "# Outage\n\n## Action items\n\n- None yet\n"
+    empty = seed(env, "21", text=text, findings=[
+        finding("actions.empty-section", text, "Action items", category="action-items")])
+    page = signed_in(env.app, "eli").get(page_url(empty)).get_data(as_text=True)
+    assert "The action-items section lists no items yet." in page
+    assert "No action items were found." not in page
+    bare = "# Outage\n\nThe cache expired.\n"
+    missing = seed(env, "22", text=bare, findings=[
+        finding("actions.missing-section", bare, "#", category="action-items")])
+    page = signed_in(env.app, "eli").get(page_url(missing)).get_data(as_text=True)
+    assert "No action-items section was found." in page
+    asks = seed(env, "23", text="## Action items\n- Retrain the engineer\n", action_items=[
+        {"text": "Retrain the engineer", "owner": None, "tracking": [], "due": None,
+         "lesson_home": None, "asks_people": True}])
+    page = signed_in(env.app, "eli").get(page_url(asks)).get_data(as_text=True)
+    assert "a change to the system (it asks people to change)" in page
+
+
 def test_incident_urls_round_trip_and_the_unquoted_form_is_found(env: ServiceEnv) -> None:
     ids = [
         seed(env, "3", title="Plain GitHub"),
@@ -772,3 +793,68 @@ def test_incident_page_shows_where_each_postmortem_was_read_from(gh_env: Service
     page = signed_in(e.app, "mia").get(page_url(ref.id)).get_data(as_text=True)
     assert "read it from repository acme/ops" in page
     assert "read it from repository acme/postmortems" in page
+
+
+def test_lint_json_sarif_dashboard_and_comment_agree(env: ServiceEnv) -> None:
+    # Issue 11: one postmortem, every rendering. The same findings (rule, line) in the lint
+    # text, the JSON and the SARIF; the same items on the dashboard; and the comment keeps
+    # the blame sentence, the systems question and what the items lack apart.
+    from connector.base import Comment, Incident, Postmortem, PostmortemRef
+    from nlp.analysis import analyse, default_pack
+    from nlp.report import to_json, to_sarif, to_text
+    from rules import comment
+    from rules.incident_policy import IncidentPolicy
+    from rules.verdict import check
+
+    text = (
+        "# Outage\n\nDana carelessly deleted the wrong volume.\n\n"
+        "## What we're doing about it\n\n"
+        "- Retrain the engineer on volume handling\n"
+        "- Kai to attend storage training (OPS-7)\n"
+    )
+    analysis = analyse(text, model="blank")
+    results = [("pm.md", text, analysis)]
+    expected = sorted((f.rule, f.line) for f in analysis.findings)
+    assert ("actions.systems-action", 5) in expected
+    lint = to_text(results)
+    assert sorted(
+        (m.group(2), int(m.group(1)))
+        for m in re.finditer(r"^pm\.md:(\d+):\d+: \w+ \[([\w.-]+)\]", lint, re.M)
+    ) == expected
+    as_json = to_json(results)["files"][0]
+    assert sorted((f["rule"], f["line"]) for f in as_json["findings"]) == expected
+    assert [i["asks_people"] for i in as_json["action_items"]] == [True, True]
+    sarif = to_sarif(results, default_pack())["runs"][0]["results"]
+    assert sorted(
+        (r["ruleId"], r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in sarif
+    ) == expected
+
+    incident_id = seed(
+        env, "31", text=text,
+        findings=[f.to_dict() for f in analysis.findings],
+        action_items=[i.to_dict() for i in analysis.action_items],
+    )
+    page = html.unescape(
+        signed_in(env.app, "eli").get(page_url(incident_id)).get_data(as_text=True)
+    )
+    for f in analysis.findings:
+        assert f.message in page
+    rows = re.findall(r"<tr>\s*<td>(.*?)</tr>", page, re.S)
+    assert len(rows) == len(analysis.action_items) == 2
+    assert "No action items were found" not in page
+
+    ref = IncidentRef("github", "https://api.github.com", "acme/ops", "31")
+    inc = Incident(
+        ref=ref, title="Outage", body="Postmortem: #12", body_format="markdown",
+        state="closed", url="https://github.com/acme/ops/issues/31", labels=("incident",),
+        severity=None, comments=(Comment("1", "ana", "closing"),), linked=(),
+    )
+    pm = Postmortem(PostmortemRef("issue", "acme/ops#12"), "PM", text, "markdown",
+                    "https://github.com/acme/ops/issues/12")
+    verdict = check(inc, [pm], IncidentPolicy(), model="blank")
+    body = comment.render(inc, verdict, IncidentPolicy())
+    blame, _, actions = body.partition("What will change because of this incident:")
+    assert "line 3" in blame and "carelessly" in blame
+    assert "every action item asks people to change" in actions
+    assert "2 of 2 ask people to change rather than the system (line 7, 8)" in actions
+    assert "“#”" not in body

@@ -302,3 +302,47 @@ def test_an_oversized_repository_policy_is_refused_unread() -> None:
     nested = "severities: " + "[" * 5000 + "]" * 5000
     with pytest.raises(PolicyError, match="nests deeper than"):
         repository_policy(nested, IncidentPolicy(), "a/b/.github/pmguard.yml")
+
+
+def test_action_items_by_severity_overlays_only_the_knobs_it_names() -> None:
+    policy = policy_from_mapping(
+        {
+            "action_items": {"headings": ["Homework"], "require_tracking": True},
+            "action_items_by_severity": {
+                "sev1": {"require_owner": True, "require_due": True},
+                "SEV-3": {"min_items": 1, "require_tracking": False},
+            },
+        },
+        "policy.yml",
+    )
+    sev1 = policy.actions_for(incident(severity="sev1"))
+    assert (sev1.require_owner, sev1.require_due, sev1.require_tracking) == (True, True, True)
+    assert sev1.headings == ("Homework",)
+    sev3 = policy.actions_for(incident(labels=("incident", "sev3")))
+    assert (sev3.require_owner, sev3.require_tracking) == (False, False)
+    assert policy.actions_for(incident(severity="sev2")) == policy.actions
+    assert policy.actions_for(incident()) == policy.actions
+    with pytest.raises(PolicyError, match="action_items_by_severity.sev1: unknown key 'owner'"):
+        policy_from_mapping({"action_items_by_severity": {"sev1": {"owner": True}}}, "p.yml")
+    with pytest.raises(PolicyError, match="maps severities"):
+        policy_from_mapping({"action_items_by_severity": ["sev1"]}, "p.yml")
+
+
+def test_a_sev1_postmortem_is_held_to_the_sev1_knobs() -> None:
+    from connector.base import Postmortem
+    from rules.verdict import check
+
+    pm = Postmortem(PostmortemRef("issue", "acme/ops#12"), "PM", (
+        "# Outage\n\nThe cache expired early.\n\n## Action items\n\n"
+        "- Add a TTL alert (OPS-31)\n- Update the cache runbook (OPS-32)\n"
+    ), "markdown", "https://github.com/acme/ops/issues/12")
+    policy = policy_from_mapping(
+        {"review_at": "info", "action_items_by_severity": {"sev1": {"require_owner": True}}},
+        "p.yml",
+    )
+    rules = {f.rule for f in check(incident(severity="sev1"), [pm], policy,
+                                   model="blank").open_findings}
+    assert "actions.missing-owner" in rules
+    calm = {f.rule for f in check(incident(severity="sev3"), [pm], policy,
+                                  model="blank").open_findings}
+    assert "actions.missing-owner" not in calm

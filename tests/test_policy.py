@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rules.action_words import heading_kind
 from rules.policy import (
     DEFAULT_HEADINGS,
     DEFAULT_LESSON_HOME_WORDS,
@@ -84,12 +85,50 @@ def test_heading_tokens_drop_numbering_emoji_and_asides():
     assert heading_tokens("(draft)") == ("draft",)
 
 
-def test_custom_headings_replace_defaults():
-    policy = ActionPolicy.from_mapping({"headings": ["Mitigations", "Work to do"]})
+def test_custom_headings_replace_the_default_list():
+    policy = ActionPolicy.from_mapping(
+        {"headings": ["Mitigations", "Work to do"], "detect_headings": False}
+    )
     assert policy.matches_heading("Mitigations")
     assert policy.matches_heading("Work to do after the outage")
     assert not policy.matches_heading("Action items")
     assert heading_matches("Mitigation", ["Mitigations"])
+    # With detection on (the default) the list adds a team's own titles to what the words
+    # of a heading already say.
+    detecting = ActionPolicy.from_mapping({"headings": ["Mitigations"]})
+    assert detecting.matches_heading("Mitigations")
+    assert detecting.matches_heading("Action items")
+    assert not detecting.matches_heading("Steps we took")
+
+
+def test_detect_headings_must_be_a_boolean():
+    with pytest.raises(PolicyError, match="detect_headings"):
+        ActionPolicy.from_mapping({"detect_headings": "yes"})
+
+
+@pytest.mark.parametrize(
+    ("heading", "kind"),
+    [
+        ("What we're doing about it", "strong"),
+        ("How are we preventing it from happening again?", "strong"),
+        ("What will we do differently, and where does it live?", "strong"),
+        ("Corrective and Preventative Measures", "strong"),
+        ("Lessons learned & actions", "strong"),
+        ("TODO", "strong"),
+        ("Follow ups", "strong"),
+        ("Next Steps", "strong"),
+        ("Lessons learned", "weak"),
+        ("Takeaways", "weak"),
+        ("Actions taken", None),
+        ("What were we doing?", None),
+        ("What should you do?", None),
+        ("How did it happen?", None),
+        ("Timeline", None),
+        ("Transaction log", None),
+    ],
+)
+def test_heading_kind_by_word_class(heading, kind):
+    assert heading_kind(heading) == kind
 
 
 def test_from_mapping_reads_every_knob():

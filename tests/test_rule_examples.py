@@ -8,7 +8,7 @@ import pytest
 from nlp.blame import compile_pack
 from nlp.pipeline import get_pipeline
 from rules.schema import load_pack
-from rules.testing import matches, run_examples
+from rules.testing import check_reports, matches, run_examples
 
 PACK = load_pack()
 CASES = [
@@ -22,8 +22,44 @@ CASES = [
 @pytest.mark.parametrize(("rule_id", "text", "expected"), CASES)
 @pytest.mark.parametrize("mode", ["auto", "blank"], ids=["trained", "blank"])
 def test_rule_example(mode: str, rule_id: str, text: str, expected: bool) -> None:
+    if PACK.rule(rule_id).check:  # an action-item check: its examples are whole documents
+        assert check_reports(PACK, rule_id, text, mode) is expected
+        return
     compiled = compile_pack(PACK, get_pipeline(mode))
     assert matches(compiled, rule_id, text) is expected
+
+
+def test_every_action_item_check_is_worded_in_the_pack() -> None:
+    from nlp.actions import _MESSAGES
+    from rules.schema import ACTION_CHECKS
+
+    assert sorted(ACTION_CHECKS) == sorted(_MESSAGES)
+    assert sorted(r.id for r in PACK.rules if r.check) == sorted(ACTION_CHECKS)
+
+
+def test_a_pack_relevels_and_disables_an_action_item_check() -> None:
+    from dataclasses import replace
+
+    from nlp.analysis import analyse
+    from rules.policy import ActionPolicy
+
+    source = "# Outage\n\n## Action items\n\n- Add a TTL alert (#31)\n"
+    policy = ActionPolicy(require_owner=True)
+    rules = [
+        replace(r, severity="error", message="Owner?") if r.id == "actions.missing-owner"
+        else replace(r, enabled=False) if r.id == "actions.missing-tracking" else r
+        for r in PACK.rules
+    ]
+    pack = replace(PACK, rules=tuple(rules))
+    found = {f.rule: f for f in analyse(source, pack=pack, policy=policy, model="blank").findings}
+    assert (found["actions.missing-owner"].severity, found["actions.missing-owner"].message) == (
+        "error",
+        "Owner?",
+    )
+    strict = ActionPolicy(require_owner=True, require_tracking=True)
+    source = "# Outage\n\n## Action items\n\n- Add a TTL alert\n"
+    analysis = analyse(source, pack=pack, policy=strict, model="blank")
+    assert "actions.missing-tracking" not in {f.rule for f in analysis.findings}
 
 
 def test_run_examples_reports_a_broken_rule() -> None:

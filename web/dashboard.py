@@ -230,6 +230,10 @@ class AnalysisView:
     suppressed: list[FindingView]
     action_items: list[ActionItemView]
     lesson_home: bool  # some action item says where the learning lives
+    # Said when no item was read: why, from the action check's own finding, so the page
+    # never says "No action items were found" about a section it found empty, or the
+    # reverse.
+    actions_note: str = ""
 
 
 def _lacks(item: dict[str, Any]) -> list[str]:
@@ -240,7 +244,18 @@ def _lacks(item: dict[str, Any]) -> list[str]:
         lacks.append("a tracking link")
     if not item.get("due"):
         lacks.append("a due date")
+    if item.get("asks_people"):
+        lacks.append("a change to the system (it asks people to change)")
     return lacks
+
+
+def _actions_note(findings: list[Any]) -> str:
+    rules = {f.rule for f in findings if not f.suppressed}
+    if "actions.missing-section" in rules:
+        return "No action-items section was found."
+    if "actions.empty-section" in rules:
+        return "The action-items section lists no items yet."
+    return "No action items were found."
 
 
 def _analysis_view(analysis: Analysis) -> AnalysisView:
@@ -268,6 +283,7 @@ def _analysis_view(analysis: Analysis) -> AnalysisView:
         suppressed=suppressed,
         action_items=[ActionItemView(item, _lacks(item)) for item in items],
         lesson_home=any(item.get("lesson_home") for item in items),
+        actions_note="" if items else _actions_note(list(analysis.findings)),
     )
 
 
