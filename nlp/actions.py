@@ -489,13 +489,18 @@ def _heading_sections(
                 blocks[j].kind == "heading" and blocks[j].heading_level <= block.heading_level
             ):
                 j += 1
-            out.append(Section(block, _label_title(block), tuple(blocks[i + 1 : j]),
-                               tuple(range(i + 1, j))))
-            taken.update(range(i, j))
+            out.append(_claim(blocks, i, j, taken))
             i = j
         else:
             i += 1
     return out
+
+
+def _claim(blocks: Sequence[Block], i: int, j: int, taken: set[int]) -> Section:
+    """The section headed by blocks[i] and holding blocks[i+1:j], marked as taken."""
+    taken.update(range(i, j))
+    return Section(blocks[i], _label_title(blocks[i]), tuple(blocks[i + 1 : j]),
+                   tuple(range(i + 1, j)))
 
 
 def _label_sections(
@@ -533,9 +538,7 @@ def _label_sections(
                 break
             j += 1
         if j > i + 1:
-            out.append(Section(block, _label_title(block), tuple(blocks[i + 1 : j]),
-                               tuple(range(i + 1, j))))
-            taken.update(range(i, j))
+            out.append(_claim(blocks, i, j, taken))
             i = j
         else:
             i += 1

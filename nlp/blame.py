@@ -277,7 +277,8 @@ class CompiledPack:
         return severity
 
     def _one_per_span(self, hits: list[tuple[int, int, Hit]]) -> list[Hit]:
-        """Keep the strongest finding per sentence (then by pack order): one flag per span."""
+        """Per sentence, the strongest finding of each category (then by pack order), up to
+        the pack's sentence_max_findings, never two on the same words."""
         order = {r.id: i for i, r in enumerate(self.rules)}
         limit = self.pack.settings.sentence_max_findings
         by_sentence: dict[int, list[Hit]] = {}
@@ -290,7 +291,10 @@ class CompiledPack:
             for hit in group:
                 if len(kept) >= limit:
                     break
-                if any(k.start < hit.end and hit.start < k.end for k in kept):
+                # Distinct problems are distinct categories: two rules reading the same
+                # kind of problem into one sentence are one flag, the strongest.
+                if any(k.start < hit.end and hit.start < k.end or
+                       k.rule.category == hit.rule.category for k in kept):
                     continue
                 kept.append(hit)
             out.extend(kept)
