@@ -254,6 +254,25 @@ def test_incident_detail_and_findings(app: Flask, tokens: dict[str, str]) -> Non
         client.get(api_path("jira:https://x.example:NO:NO-1", "/findings"), headers=h), 404)
 
 
+def test_the_api_shows_the_analyses_the_dashboard_shows(
+    env: ServiceEnv, app: Flask, tokens: dict[str, str]
+) -> None:
+    # Issue 12: the API took each postmortem's newest analysis ever, the dashboard the
+    # latest check's; after a check that read nothing ("missing": the link was removed)
+    # the API still listed the old flags.
+    with session_scope(env.service.sessions) as db:
+        incident = q.upsert_incident(
+            db, "github", GH_SITE, "acme/payments", "12", title="Checkout errors",
+            state="closed", verdict="missing", last_checked_at=datetime.now(UTC),
+        )
+        shown = [a.id for a in q.current_analyses(db, incident)]
+    h = bearer(tokens["engineer"])
+    detail = app.test_client().get(api_path(GH_ID), headers=h).get_json()
+    assert [a["id"] for a in detail["analyses"]] == shown == []
+    found = app.test_client().get(api_path(GH_ID, "/findings"), headers=h).get_json()
+    assert found["items"] == []
+
+
 def test_decisions_queue_a_recheck_and_are_listed(
     env: ServiceEnv, app: Flask, tokens: dict[str, str]
 ) -> None:

@@ -233,21 +233,6 @@ def version_json(row: RulePackVersion) -> dict[str, Any]:
     }
 
 
-def _latest_analyses(session: Any, incident_id: str) -> list[Analysis]:
-    """Per postmortem its newest analysis (an incident may link several), plus the newest
-    analysis without a postmortem when that is the newest of all (postmortem missing)."""
-    ids = session.scalars(
-        select(func.max(Analysis.id))
-        .where(Analysis.incident_id == incident_id)
-        .group_by(Analysis.postmortem_id)
-    ).all()
-    rows = list(
-        session.scalars(select(Analysis).where(Analysis.id.in_(ids)).order_by(Analysis.id))
-    )
-    newest = max((r.id for r in rows), default=None)
-    return [r for r in rows if r.postmortem_id is not None or r.id == newest]
-
-
 def _incident_or_404(session: Any, incident_id: str) -> Incident:
     row = session.get(Incident, incident_id)
     if row is None:
@@ -302,7 +287,8 @@ def incident(incident_id: str) -> Response:
             {"id": pm.id, "kind": pm.kind, "url": pm.url, "title": pm.title}
             for pm in row.postmortems
         ]
-        out["analyses"] = [analysis_json(a) for a in _latest_analyses(session, incident_id)]
+        # The same analyses the dashboard shows: those of the latest check.
+        out["analyses"] = [analysis_json(a) for a in queries.current_analyses(session, row)]
     return jsonify(out)
 
 
@@ -310,10 +296,10 @@ def incident(incident_id: str) -> Response:
 @requires("engineer")
 def incident_findings(incident_id: str) -> Response:
     with session_scope(_service().sessions) as session:
-        _incident_or_404(session, incident_id)
+        row = _incident_or_404(session, incident_id)
         items = [
             finding_json(f, a)
-            for a in _latest_analyses(session, incident_id)
+            for a in queries.current_analyses(session, row)
             for f in a.findings
         ]
     return jsonify({"incident_id": incident_id, "items": items})
