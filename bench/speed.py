@@ -76,7 +76,7 @@ def cold_start(words: int = 2000) -> float:
         f.write(body)
         path = f.name
     exe = ROOT / ".venv" / "bin" / "pmguard"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, str(ROOT / "cli.py")]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
     started = time.perf_counter()
     subprocess.run([*cmd, "lint", "--format", "json", path], capture_output=True, check=False)
     elapsed = time.perf_counter() - started

@@ -1,14 +1,5 @@
-"""Text in, findings out: pure analysis with no I/O beyond loading the spaCy pipeline."""
+"""Text in, findings out: pure analysis with no I/O beyond loading the spaCy pipeline.
 
-from typing import Any
-
-__all__ = ["analyse"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy so that importing a small record module (nlp.model) does not load spaCy.
-    if name == "analyse":
-        from nlp.analysis import analyse
-
-        return analyse
-    raise AttributeError(name)
+The entry point is `nlp.analysis.analyse`; importing this package loads nothing heavy, so a
+small record module (nlp.model) stays cheap to import.
+"""

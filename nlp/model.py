@@ -10,11 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-SEVERITIES = ("info", "warning", "error")
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
+# Re-exported: the findings' severities are the rules' (rules/ is the lower layer).
+from rules.severity import SEVERITIES, severity_rank  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import yaml
 from connector import locators
 from connector.base import GITHUB, OUTSIDE, Incident, PostmortemRef, ReadScope
 from rules.policy import ActionPolicy, PolicyError
-from rules.safe_yaml import YamlRefused, load_yaml
+from settings.safe_yaml import YamlRefused, load_yaml
 
 MAX_POLICY_CHARS = 64 * 1024  # a repository policy is a few lines
 ENFORCEMENTS = ("comment", "reopen")

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from rules.action_words import heading_kind
-from rules.safe_yaml import YamlRefused, load_yaml
+from settings.safe_yaml import YamlRefused, load_yaml
 
 DEFAULT_HEADINGS: tuple[str, ...] = (
     "Action items",

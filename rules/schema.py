@@ -18,9 +18,9 @@ import yaml
 from spacy.matcher import Matcher
 from spacy.vocab import Vocab
 
-from nlp.model import SEVERITIES
 from rules.regex_guard import UnsafeRegex, check_regex, pattern_regexes
-from rules.safe_yaml import YamlRefused, load_yaml
+from rules.severity import SEVERITIES
+from settings.safe_yaml import YamlRefused, load_yaml
 
 CATEGORIES = (
     "counterfactual",  # C1

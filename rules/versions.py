@@ -4,14 +4,14 @@ of a stored version.
 Pure: no database access. `pack_from_version` takes anything shaped like a
 `store.models.RulePackVersion` row (id, name, version, text), so the worker and the admin
 pages share one parsed (and, through nlp.blame's cache, one compiled) pack per version.
-`validate_draft` is the publish gate (store.packs.publish calls it); the admin page may
-call it first, outside any database transaction, and publish then reuses its result.
+What a publish may refuse is said here (PublishRefused, ExampleFailure); running the
+examples is check.examples.validate_draft, which worker.tuning.publish calls before
+store.packs.publish writes.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,7 +21,6 @@ from typing import Any, Protocol
 import yaml
 
 from rules.schema import Rule, RulePack, Settings, parse_pack
-from rules.testing import ExampleFailure, run_examples
 
 ADDED = "added"
 REMOVED = "removed"
@@ -208,13 +207,24 @@ _Dumper.add_representer(list, _represent_list)
 _Dumper.ignore_aliases = lambda self, data: True  # type: ignore[method-assign]
 
 
-# --- the publish gate -------------------------------------------------------------------
+# --- what a publish may refuse ------------------------------------------------------------
 
 # The pipeline modes a draft's examples must pass in before it is published: the trained
 # English pipeline ("auto" falls back to blank where none is installed) and the blank one
 # a worker uses when the model is missing. A rule that only works in one mode would
 # silently change behaviour between deployments.
 PUBLISH_MODES = ("auto", "blank")
+
+
+@dataclass(frozen=True)
+class ExampleFailure:
+    rule: str
+    example: str
+    expected: bool  # True: should match
+
+    def __str__(self) -> str:
+        verb = "should match but did not" if self.expected else "should not match but did"
+        return f"{self.rule}: {verb}: {self.example!r}"
 
 
 class PublishRefused(ValueError):
@@ -231,48 +241,6 @@ class DraftCheck:
     examples: dict[str, int]  # mode -> examples run
 
 
-_cache_lock = threading.Lock()  # guards both caches in this module
-_EXAMPLES_CACHE_SIZE = 8
-_examples: OrderedDict[str, tuple[tuple[tuple[str, ExampleFailure], ...], dict[str, int]]] = (
-    OrderedDict()
-)
-
-
-def validate_draft(text: str, source: str = "draft") -> DraftCheck:
-    """Parse `text` and run every enabled rule's examples in both pipeline modes.
-
-    Raises `PackError` (naming `source`, the rule and the field) for an invalid pack and
-    `PublishRefused` listing each failing example with its mode. Example results are
-    remembered per text (a few drafts), so the page that shows them and the publish that
-    follows run them once; the pipelines are fixed for the life of the process.
-    """
-    pack = parse_pack(text, source)
-    key = hashlib.sha256(text.encode()).hexdigest()
-    with _cache_lock:
-        cached = _examples.get(key)
-    if cached is None:
-        failures: list[tuple[str, ExampleFailure]] = []
-        counts: dict[str, int] = {}
-        for mode in PUBLISH_MODES:
-            found, count = run_examples(pack, mode)
-            failures.extend((mode, failure) for failure in found)
-            counts[mode] = count
-        cached = (tuple(failures), counts)
-        with _cache_lock:
-            _examples[key] = cached
-            while len(_examples) > _EXAMPLES_CACHE_SIZE:
-                _examples.popitem(last=False)
-    failures_found, counts = cached
-    if failures_found:
-        listed = "\n".join(f"  [{mode}] {failure}" for mode, failure in failures_found)
-        raise PublishRefused(
-            f"{source}: {len(failures_found)} rule example(s) fail; fix them before "
-            f"publishing:\n{listed}",
-            failures_found,
-        )
-    return DraftCheck(pack, dict(counts))
-
-
 # --- parsed packs of stored versions ----------------------------------------------------
 
 
@@ -285,6 +253,7 @@ class VersionRow(Protocol):
     text: str
 
 
+_cache_lock = threading.Lock()
 _CACHE_SIZE = 16
 _cache: OrderedDict[int, tuple[str, str, str, RulePack]] = OrderedDict()
 

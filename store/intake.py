@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -31,9 +31,8 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from store.db import sqlite_file
-from store.intake_sql import Statements, params_for
+from store.intake_sql import DeliveryRecord, Statements, params_for
 from store.sqlite_files import WalFlusher, WriterLock
-from worker.metrics import INTAKE_BATCH
 
 _INHERITED: list[Any] = []  # connections a forked child got from its parent; never used
 
@@ -42,22 +41,6 @@ PROCESS_CRASH = "process-crash"  # on its way to the disk, safe from a killed pr
 # Under process-crash durability on SQLite, how soon after a commit the WAL is fsynced.
 WAL_FLUSH_SECONDS = 0.05
 MAX_BATCH = 64  # deliveries per transaction at most: bounds one commit's latency
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """What a relevant delivery leaves behind: the delivery and the job it asks for."""
-
-    source: str
-    delivery_id: str
-    event: str
-    incident_id: str | None
-    kind: str
-    payload: Mapping[str, Any]
-    max_attempts: int
-    # SHA-256 (hex) of the signed body: the same body under another delivery id is a
-    # redelivery too (the id is not signed). None when there is no body to go by.
-    body_sha256: str | None = None
-
 
 @dataclass(eq=False)
 class _Slot:
@@ -72,12 +55,16 @@ class Intake:
 
     def __init__(
         self, engine: Engine, *, max_batch: int = MAX_BATCH, durability: str = POWER_CUT,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_batch` hears the size of every committed batch (the worker's metrics); the
+        store imports nothing above it."""
         if durability not in (POWER_CUT, PROCESS_CRASH):
             raise ValueError(f"durability must be {POWER_CUT!r} or {PROCESS_CRASH!r}")
         self.engine = engine
         self.max_batch = max_batch
         self.durability = durability
+        self.on_batch = on_batch
         database = sqlite_file(engine.url)
         self._flusher: WalFlusher | None = None
         if durability == PROCESS_CRASH and database is not None:
@@ -179,7 +166,8 @@ class Intake:
             self._flusher.committed()
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
-        INTAKE_BATCH.observe(len(batch))
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         for slot, job_id in zip(batch, results, strict=True):
             slot.job_id = job_id
             slot.done = True

@@ -8,15 +8,31 @@ bind processors, so rows are stored exactly as the ORM stores them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, Integer, String, bindparam, literal, select
 
 from store.models import Delivery, Job
 from store.types import UTCDateTime, utcnow
 
-if TYPE_CHECKING:
-    from store.intake import DeliveryRecord
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What a relevant delivery leaves behind: the delivery and the job it asks for."""
+
+    source: str
+    delivery_id: str
+    event: str
+    incident_id: str | None
+    kind: str
+    payload: Mapping[str, Any]
+    max_attempts: int
+    # SHA-256 (hex) of the signed body: the same body under another delivery id is a
+    # redelivery too (the id is not signed). None when there is no body to go by.
+    body_sha256: str | None = None
+
 
 _deliveries = Delivery.__table__
 _jobs = Job.__table__

@@ -1,5 +1,5 @@
 """Published rule packs: publish, history, rollback, and the reads rule tuning needs
-(replay on stored postmortems, per-rule figures from reviewers' decisions).
+(the stored postmortems a replay reads, per-rule figures from reviewers' decisions).
 
 Like store.queries, nothing here commits: the caller's `session_scope` holds a publish and
 its audit entry in one transaction.
@@ -19,26 +19,25 @@ than re-activating the old row, so "what was in force when" is always read off t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from rules.replay import DEFAULT_REPLAY, MAX_REPLAY, ReplayResult, StoredText, replay
-from rules.schema import RulePack, parse_pack
+from rules.replay_input import DEFAULT_REPLAY, MAX_REPLAY, StoredText
+from rules.schema import parse_pack
 from rules.stats import MIN_DECISIONS, FlagRecord, RuleStats, compute_stats
 from rules.versions import (
     ADDED,
     CHANGED,
     PUBLISH_MODES,
     REMOVED,
+    DraftCheck,
     PublishRefused,
     diff_versions,
-    validate_draft,
 )
-from store.db import session_scope
 from store.models import Analysis, Finding, Incident, Postmortem, RulePackVersion
 from store.queries import audit
 from store.types import utcnow
@@ -53,7 +52,6 @@ __all__ = [
     "pack_history",
     "publish",
     "recent_postmortem_texts",
-    "replay_recent",
     "rollback",
     "rule_stats",
 ]
@@ -122,24 +120,20 @@ def publish(
     actor: str,
     reason: str | None = None,
     *,
+    checked: DraftCheck,
     source: str = "draft",
     now: datetime | None = None,
 ) -> RulePackVersion:
-    """Validate `text` and make it the active version of pack `name`.
+    """Make `text`, which passed the publish gate as `checked`
+    (check.examples.validate_draft; worker.tuning.publish runs both), the active version of
+    pack `name`.
 
-    Raises `PackError` (naming `source`, the rule and the field) when the text is not a
-    valid pack, and `PublishRefused` when any rule's examples fail in either pipeline mode
-    (rules.versions.validate_draft) or the text is the active version's text unchanged (a
-    double submit). Deactivates the previous active version and writes a "publish-rules"
-    audit entry.
-
-    The examples run before the first query. On SQLite every transaction takes the write
-    lock at its start (store.db), so running them after a query would block webhooks for
-    their duration; a caller that has already used the session can call validate_draft
-    first, outside it, and publish then reuses the result.
+    Raises `PublishRefused` when the text is the active version's text unchanged (a double
+    submit). Deactivates the previous active version and writes a "publish-rules" audit
+    entry. The store runs no analysis: the examples ran before, outside the transaction
+    (on SQLite every transaction holds the write lock, store.db).
     """
     _require(actor, "publishing a rule pack needs the actor")
-    checked = validate_draft(text, source)  # PackError / PublishRefused propagate
     _lock_pack(session, name)
     previous = active_pack_version(session, name)
     if previous is not None and previous.text == text:
@@ -321,29 +315,6 @@ def recent_postmortem_texts(session: Session, limit: int = DEFAULT_REPLAY) -> li
         )
         for analysis, pm_title, incident_title in rows
     ]
-
-
-def replay_recent(
-    sessions: sessionmaker[Session],
-    draft: RulePack,
-    current: RulePack,
-    limit: int = DEFAULT_REPLAY,
-    *,
-    model: str | None = None,
-    analyser: Callable[..., Any] | None = None,  # nlp.analysis.analyse's signature
-) -> list[ReplayResult]:
-    """Replay `draft` against `current` on the last `limit` stored postmortems.
-
-    Takes the session *factory*, not a session: it reads the texts in a short transaction
-    of its own and closes it before the analyses run, because a replay takes seconds to a
-    minute (two analyses per postmortem, see rules.replay) and on SQLite an open
-    transaction holds the database's write lock (store.db begins every one IMMEDIATE).
-    """
-    with session_scope(sessions) as session:
-        texts = recent_postmortem_texts(session, limit)
-    if analyser is None:
-        return replay(draft, current, texts, model=model)
-    return replay(draft, current, texts, model=model, analyser=analyser)
 
 
 # --- per-rule figures -------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tests.service_env import ServiceEnv, make_settings
 from tests.web_helpers import PASSWORD, cheap_hashing, csrf_token, signed_in  # noqa: F401
 from tests.yaml_bombs import billion_laughs, wide_pack
 from web.admin import highlight
+from worker import tuning
 
 ROLES = ("engineer", "incident_manager", "admin")
 
@@ -150,7 +151,7 @@ def words(response) -> str:
 
 def publish(env: ServiceEnv, text: str, reason: str = "seed") -> RulePackVersion:
     with session_scope(env.service.sessions) as db:
-        return packs.publish(db, packs.DEFAULT_NAME, text, "admin", reason)
+        return tuning.publish(db, packs.DEFAULT_NAME, text, "admin", reason)
 
 
 def history(env: ServiceEnv) -> list[RulePackVersion]:

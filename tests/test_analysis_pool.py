@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 from werkzeug.serving import make_server
 
+from check.comment import GITHUB_MARKER
 from nlp import limits
 from nlp.analysis import analyse
-from rules.comment import GITHUB_MARKER
 from store import queries
 from store import users as store_users
 from store.db import session_scope

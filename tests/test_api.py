@@ -32,6 +32,7 @@ from tests.service_env import ServiceEnv, make_settings
 from tests.web_helpers import PASSWORD, cheap_hashing  # noqa: F401
 from tests.yaml_bombs import billion_laughs, wide_pack
 from web.api import MAX_LINT_CHARS, OPENAPI
+from worker import tuning
 
 ROLES = ("engineer", "incident_manager", "admin")
 GH_SITE = "https://api.github.com"
@@ -350,7 +351,7 @@ def test_rule_packs_history_and_active(env: ServiceEnv, app: Flask, tokens: dict
     assert any(r["id"] == "blame.counterfactual-modal" for r in active["rules"])
     assert client.get("/api/v1/rule-packs", headers=h).get_json()["items"] == []
     with session_scope(env.service.sessions) as db:
-        row = packs.publish(db, packs.DEFAULT_NAME, PACK, "admin", "ours")
+        row = tuning.publish(db, packs.DEFAULT_NAME, PACK, "admin", "ours")
     history = client.get("/api/v1/rule-packs", headers=h).get_json()
     assert history["active_id"] == row.id
     assert [(v["version"], v["active"], v["created_by"]) for v in history["items"]] == [
@@ -452,10 +453,10 @@ def test_an_admin_pack_is_refused_fast_when_it_could_run_away(
 def test_lint_with_a_published_version_named(env: ServiceEnv, app: Flask,
                                              tokens: dict[str, str]) -> None:
     with session_scope(env.service.sessions) as db:
-        version = packs.publish(db, packs.DEFAULT_NAME, PACK, "admin", "ours").version
+        version = tuning.publish(db, packs.DEFAULT_NAME, PACK, "admin", "ours").version
     newer = PACK.replace("easy to miss?", "easy to skip?")
     with session_scope(env.service.sessions) as db:  # the named version is not the one in force
-        assert packs.publish(db, packs.DEFAULT_NAME, newer, "admin", "newer").version != version
+        assert tuning.publish(db, packs.DEFAULT_NAME, newer, "admin", "newer").version != version
     client = app.test_client()
     r = client.post("/api/v1/lint", headers=bearer(tokens["engineer"]), json={
         "text": "Mira forgot the index rebuild.", "pack_version": version, "actions": False})

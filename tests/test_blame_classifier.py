@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from check.examples import matches
 from nlp.analysis import analyse
 from nlp.blame import compile_pack
 from nlp.classifier import MODEL_DIR, get_classifier
 from nlp.pipeline import get_pipeline
 from rules.schema import PackError, load_pack, parse_pack
-from rules.testing import matches
 from training import build
 
 ROOT = Path(__file__).resolve().parents[1]

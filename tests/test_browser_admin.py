@@ -58,6 +58,7 @@ from store.db import session_scope  # noqa: E402
 from tests.service_env import ServiceEnv, make_settings  # noqa: E402
 from tests.test_admin import PACK_V1, store_postmortem  # noqa: E402
 from tests.web_helpers import csp_fixture, watch_csp  # noqa: E402
+from worker import tuning  # noqa: E402
 
 PASSWORD = "correct horse battery"
 
@@ -75,7 +76,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, ServiceEnv]]:
     with session_scope(env.service.sessions) as db:
         store_users.create_user(db, "ada-admin", PASSWORD, "admin")
         store_users.create_user(db, "eli-engineer", PASSWORD, "engineer")
-        packs.publish(db, packs.DEFAULT_NAME, PACK_V1, "ada-admin", "our starting pack")
+        tuning.publish(db, packs.DEFAULT_NAME, PACK_V1, "ada-admin", "our starting pack")
     env.service.current_pack(refresh=True)
     seed_learning(env)
     # The newest two stored postmortems: the ones a replay of the last 2 reads.

@@ -19,8 +19,8 @@ from typing import Any
 import argon2
 import pytest
 
+from check.comment import GITHUB_MARKER
 from connector.base import IncidentRef
-from rules.comment import GITHUB_MARKER
 from store import queries
 from store import users as store_users
 from store.db import session_scope

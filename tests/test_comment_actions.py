@@ -3,10 +3,10 @@ lack apart (issue 11): a missing section is never quoted as a sentence (`line 1,
 
 from __future__ import annotations
 
+from check import comment
+from check.verdict import NEEDS_REVIEW, OK, check
 from connector.base import Comment, Incident, IncidentRef, Postmortem, PostmortemRef
-from rules import comment
 from rules.incident_policy import IncidentPolicy
-from rules.verdict import NEEDS_REVIEW, OK, check
 
 REF = IncidentRef("github", "https://api.github.com", "acme/ops", "41")
 

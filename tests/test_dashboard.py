@@ -17,8 +17,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from check.comment import GITHUB_MARKER
 from connector.base import IncidentRef
-from rules.comment import GITHUB_MARKER
 from store import queries
 from store import users as store_users
 from store.db import session_scope
@@ -799,12 +799,12 @@ def test_lint_json_sarif_dashboard_and_comment_agree(env: ServiceEnv) -> None:
     # Issue 11: one postmortem, every rendering. The same findings (rule, line) in the lint
     # text, the JSON and the SARIF; the same items on the dashboard; and the comment keeps
     # the blame sentence, the systems question and what the items lack apart.
+    from check import comment
+    from check.verdict import check
     from connector.base import Comment, Incident, Postmortem, PostmortemRef
     from nlp.analysis import analyse, default_pack
     from nlp.report import to_json, to_sarif, to_text
-    from rules import comment
     from rules.incident_policy import IncidentPolicy
-    from rules.verdict import check
 
     text = (
         "# Outage\n\nDana carelessly deleted the wrong volume.\n\n"

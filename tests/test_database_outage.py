@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from check.comment import GITHUB_MARKER
 from connector.base import IncidentRef
-from rules.comment import GITHUB_MARKER
 from store.db import make_engine, session_scope
 from store.models import Job
 from store.testing import admin_url

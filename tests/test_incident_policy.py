@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from check import comment
 from connector.base import Comment, Incident, IncidentRef, PostmortemRef
-from rules import comment
 from rules.incident_policy import (
     MAX_POLICY_CHARS,
     MAX_POSTMORTEM_REFS,
@@ -266,7 +266,7 @@ def test_a_jira_incident_reads_its_own_project_and_named_places_only() -> None:
 
 
 def test_the_comment_says_a_reference_is_outside_and_how_many_were_not_read() -> None:
-    from rules.verdict import MISSING, check
+    from check.verdict import MISSING, check
 
     refused = PostmortemRef("file", "acme/secret:docs/pm.md@main", "https://x/secret")
     verdict = check(incident(), [], IncidentPolicy(), refused=[refused], not_read=3)
@@ -329,8 +329,8 @@ def test_action_items_by_severity_overlays_only_the_knobs_it_names() -> None:
 
 
 def test_a_sev1_postmortem_is_held_to_the_sev1_knobs() -> None:
+    from check.verdict import check
     from connector.base import Postmortem
-    from rules.verdict import check
 
     pm = Postmortem(PostmortemRef("issue", "acme/ops#12"), "PM", (
         "# Outage\n\nThe cache expired early.\n\n## Action items\n\n"

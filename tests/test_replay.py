@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from check.replay import replay, summarise
 from nlp.analysis import analyse
-from rules.replay import MAX_REPLAY, StoredText, replay, summarise
+from rules.replay_input import MAX_REPLAY, StoredText
 from rules.schema import parse_pack
 from store import packs
 from store import queries as q
 from store.db import make_engine, session_factory, session_scope
 from store.migrate import upgrade
 from tests.test_rule_versions import PACK_V1
+from worker import tuning
 
 CURRENT = parse_pack(PACK_V1, "current")
 DISABLE_FORGOT = parse_pack(
@@ -209,7 +211,7 @@ def test_replay_recent_uses_the_latest_analysis_of_each_postmortem(
             "Incident 3",
             "Incident 1",
         ]
-    results = packs.replay_recent(factory, DISABLE_FORGOT, CURRENT, limit=10, model="blank")
+    results = tuning.replay_recent(factory, DISABLE_FORGOT, CURRENT, limit=10, model="blank")
     assert [len(r.removed) for r in results] == [2, 1, 1]
     assert all(r.added == () for r in results)
 
@@ -224,7 +226,7 @@ def test_replay_recent_reports_decisions_in_force(factory: sessionmaker[Session]
     with session_scope(factory) as session:
         (text,) = packs.recent_postmortem_texts(session)
         assert list(text.decisions.values()) == ["false-positive"]
-    (result,) = packs.replay_recent(factory, DISABLE_FORGOT, CURRENT, model="blank")
+    (result,) = tuning.replay_recent(factory, DISABLE_FORGOT, CURRENT, model="blank")
     assert [(f.rule, f.decision) for f in result.removed] == [("test.forgot", "false-positive")]
 
 
@@ -247,7 +249,7 @@ def test_replay_recent_holds_no_transaction_while_analysing(
     # one would make every webhook wait, then fail. A write must get through mid-replay.
     with session_scope(factory) as session:
         _store(session, "9", SEARCH)
-    real_replay = packs.replay
+    real_replay = tuning.replay
 
     def replay_while_writing(*args, **kwargs):
         other = sqlite3.connect(factory.kw["bind"].url.database, timeout=0.2)
@@ -259,6 +261,6 @@ def test_replay_recent_holds_no_transaction_while_analysing(
             other.close()
         return real_replay(*args, **kwargs)
 
-    monkeypatch.setattr(packs, "replay", replay_while_writing)
-    (result,) = packs.replay_recent(factory, DISABLE_FORGOT, CURRENT, model="blank")
+    monkeypatch.setattr(tuning, "replay", replay_while_writing)
+    (result,) = tuning.replay_recent(factory, DISABLE_FORGOT, CURRENT, model="blank")
     assert len(result.removed) == 1

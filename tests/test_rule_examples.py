@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from check.examples import check_reports, matches, run_examples
 from nlp.blame import compile_pack
 from nlp.pipeline import get_pipeline
 from rules.schema import load_pack
-from rules.testing import check_reports, matches, run_examples
 
 PACK = load_pack()
 CASES = [

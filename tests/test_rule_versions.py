@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from check.examples import validate_draft
 from connector.base import IncidentRef
 from rules.schema import PackError, load_pack
 from rules.versions import (
@@ -23,7 +24,6 @@ from rules.versions import (
     PublishRefused,
     diff_versions,
     pack_from_version,
-    validate_draft,
 )
 from store import packs
 from store.db import make_engine, session_factory, session_scope
@@ -31,6 +31,7 @@ from store.migrate import upgrade
 from store.models import AuditEntry, RulePackVersion
 from store.queries import latest_analysis
 from store.testing import temporary_database, unreachable_reason
+from worker import tuning
 
 # A small pack of our own: two rules, LOWER patterns only, so it runs the same in the
 # trained and the blank pipeline and its examples take milliseconds.
@@ -134,7 +135,7 @@ def factory(database: str) -> Iterator[sessionmaker[Session]]:
 
 def _publish(factory: sessionmaker[Session], text: str, **kw) -> RulePackVersion:
     with session_scope(factory) as session:
-        return packs.publish(session, "default", text, kw.pop("actor", "ada"), **kw)
+        return tuning.publish(session, "default", text, kw.pop("actor", "ada"), **kw)
 
 
 # --- publish ----------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def test_publish_refuses_invalid_yaml_naming_source_rule_and_field(
 ) -> None:
     bad_field = PACK_V1.replace("severity: error", "severity: critical")
     with pytest.raises(PackError) as caught, session_scope(factory) as session:
-        packs.publish(session, "default", bad_field, "ada")
+        tuning.publish(session, "default", bad_field, "ada")
     message = str(caught.value)
     assert message.startswith("draft: ")
     assert "rule 'test.sloppy'" in message and "field 'severity'" in message
@@ -206,7 +207,7 @@ def test_publish_refuses_invalid_yaml_naming_source_rule_and_field(
         pytest.raises(PackError, match=r"^edit-42: invalid YAML at line"),
         session_scope(factory) as session,
     ):
-        packs.publish(session, "default", "rules: [\n  - id: x\n", "ada", source="edit-42")
+        tuning.publish(session, "default", "rules: [\n  - id: x\n", "ada", source="edit-42")
 
     with session_scope(factory) as session:
         assert packs.pack_history(session, "default") == []
@@ -222,7 +223,7 @@ def test_publish_refuses_when_an_example_fails_and_lists_it(
         '- "Nobody forgot anything during the rotation."',
     )
     with pytest.raises(packs.PublishRefused) as caught, session_scope(factory) as session:
-        packs.publish(session, "default", failing, "ada")
+        tuning.publish(session, "default", failing, "ada")
     refused = caught.value
     assert isinstance(refused, ValueError)
     modes = sorted(mode for mode, _ in refused.failures)
@@ -252,13 +253,13 @@ def test_publish_refuses_the_active_text_unchanged(factory: sessionmaker[Session
 
 def test_publish_needs_an_actor(factory: sessionmaker[Session]) -> None:
     with pytest.raises(ValueError, match="actor"), session_scope(factory) as session:
-        packs.publish(session, "default", PACK_V1, " ")
+        tuning.publish(session, "default", PACK_V1, " ")
 
 
 def test_packs_are_kept_apart_by_name(factory: sessionmaker[Session]) -> None:
     with session_scope(factory) as session:
-        mine = packs.publish(session, "default", PACK_V1, "ada", now=NOW)
-        theirs = packs.publish(session, "payments", PACK_V2, "ada", now=NOW)
+        mine = tuning.publish(session, "default", PACK_V1, "ada", now=NOW)
+        theirs = tuning.publish(session, "payments", PACK_V2, "ada", now=NOW)
     assert mine.version == theirs.version == "2026.11.23-1"
     with session_scope(factory) as session:
         assert packs.active_pack_version(session, "default").id == mine.id

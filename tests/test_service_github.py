@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.comment import GITHUB_MARKER
+from check.comment import GITHUB_MARKER
 from store import queries
 from store.db import session_scope
 from store.models import Analysis, Job

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.comment import JIRA_MARKER
+from check.comment import JIRA_MARKER
 from tests.fakes.jira import FakeJira
 from tests.service_env import ServiceEnv, backend_urls, make_settings, wait_until
 

@@ -47,27 +47,29 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from check.examples import validate_draft
+from check.replay import ReplayResult, summarise
 from nlp.analysis import analyse, default_pack
 from nlp.limits import Unchecked
 from nlp.model import Finding as NlpFinding
 from nlp.text import FORMATS, TextFormatError
-from rules.replay import DEFAULT_REPLAY, MAX_REPLAY, ReplayResult, summarise
+from rules.replay_input import DEFAULT_REPLAY, MAX_REPLAY
 from rules.schema import PackError, RulePack, default_pack_text, parse_pack
 from rules.stats import RuleStats
-from rules.testing import ExampleFailure
 from rules.versions import (
+    ExampleFailure,
     PublishRefused,
     RuleChange,
     diff_versions,
     pack_from_version,
     text_diff,
-    validate_draft,
 )
 from store import packs
 from store.db import session_scope
 from store.models import Analysis, Finding, Incident, RulePackVersion, incident_postmortems
 from web import health
 from web.auth import requires
+from worker import tuning
 
 bp = Blueprint("admin", __name__)
 
@@ -427,8 +429,8 @@ def replay() -> Response:
         bench.errors.append("The draft does not load, so it cannot be replayed; see below.")
         return _render_bench(bench, active, 400)
     # Synchronous and bounded (MAX_REPLAY): two analyses per postmortem, seconds for the
-    # default 50. The store's replay_recent closes its transaction before analysing.
-    bench.replay = packs.replay_recent(
+    # default 50. replay_recent closes its read transaction before analysing.
+    bench.replay = tuning.replay_recent(
         _service().sessions, bench.check.pack, active.pack, bench.replay_n,
         analyser=_service().analyse
     )
@@ -452,7 +454,7 @@ def publish() -> Response:
         return _render_bench(bench, active, 400)
     try:
         with session_scope(_service().sessions) as session:
-            row = packs.publish(
+            row = tuning.publish(
                 session, PACK_NAME, bench.draft, current_user.username, bench.reason
             )
             version, version_id = row.version, row.id

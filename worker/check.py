@@ -1,6 +1,6 @@
 """check_incident: fetch -> check -> persist -> report, for one incident.
 
-The check itself is rules.verdict.check (pure); this module is the orchestration around it
+The check itself is check.verdict.check (pure); this module is the orchestration around it
 and the only place that both talks to a tracker and writes the store.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
+from check import comment
+from check.verdict import OK, UNCHECKED, Verdict, check
 from connector.base import (
     GITHUB,
     Incident,
@@ -25,7 +27,6 @@ from connector.base import (
 )
 from nlp.limits import MAX_SOURCE_CHARS
 from nlp.model import Analysis
-from rules import comment
 from rules.incident_policy import (
     IncidentPolicy,
     bounded_refs,
@@ -36,7 +37,6 @@ from rules.incident_policy import (
     severity_from_labels,
 )
 from rules.policy import PolicyError
-from rules.verdict import OK, UNCHECKED, Verdict, check
 from store import queries
 from store.db import session_scope
 from worker import metrics

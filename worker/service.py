@@ -40,6 +40,7 @@ from store import locks, queries
 from store import packs as pack_store
 from store.db import make_engine, session_factory, session_scope
 from store.intake import Intake
+from worker import metrics
 from worker.analysis_pool import AnalysisPool, shared_pool
 from worker.check import Outcome, check_incident
 from worker.jobs import JobRunner, make_huey, payload_ref, ref_from_payload, ref_payload
@@ -79,7 +80,8 @@ class Service:
         self.settings = settings
         self.engine = make_engine(settings.database)
         self.sessions = session_factory(self.engine)
-        self.intake = Intake(self.engine, durability=settings.intake_durability)
+        self.intake = Intake(self.engine, durability=settings.intake_durability,
+                             on_batch=metrics.INTAKE_BATCH.observe)
         self.trackers = trackers or Trackers(settings)
         # An explicit pack (tests, a pack file) is used as given and never replaced by a
         # published one.

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from rules.safe_yaml import YamlRefused, load_yaml
+from settings.safe_yaml import YamlRefused, load_yaml
 
 DEFAULT_CONFIG = "pmguard.yml"
 MAX_CONFIG_CHARS = 1024 * 1024  # far beyond any real settings file

@@ -1,6 +1,6 @@
 """`pmguard serve`, `worker`, `db upgrade`, `reconcile` and `jobs`: the service commands.
 
-Kept apart from cli.py's linting so `pmguard lint` never imports Flask, SQLAlchemy or huey.
+Kept apart from cli/main.py's linting so `pmguard lint` never imports Flask, SQLAlchemy or huey.
 """
 
 from __future__ import annotations
@@ -10,17 +10,18 @@ import re
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
+from cli.errors import CliError
 
-def CliError(message: str):  # noqa: N802 - reads like the exception it builds
-    from cli import CliError as _CliError
-
-    return _CliError(message)
+if TYPE_CHECKING:
+    from settings import Settings
 
 
-def _settings():
+def load_cli_settings() -> Settings:
+    """The settings, or a one-line CLI error saying what is wrong with them."""
     from settings import SettingsError, load_settings
 
     try:
@@ -99,7 +100,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from app import create_app
 
-    settings = _settings()
+    settings = load_cli_settings()
     settings = replace(settings, host=host or settings.host, port=port or settings.port)
     _logging(settings)
     demo = None
@@ -169,7 +170,7 @@ def _run_demo(demo, service, base_url: str) -> None:
 @click.option("--workers", type=int, default=None, help="Worker threads (default 2).")
 def worker(workers: int | None) -> None:
     """Workers alone, for deployments where gunicorn serves the web app."""
-    settings = _settings()
+    settings = load_cli_settings()
     _logging(settings)
     service = _service(settings)
     service.warm_up()
@@ -185,7 +186,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply Alembic migrations up to the newest revision."""
-    settings = _settings()
+    settings = load_cli_settings()
     _upgrade(settings)
     from store.migrate import current
 
@@ -205,7 +206,7 @@ def parse_since(text: str) -> timedelta:
 def reconcile(since_text: str) -> None:
     """List recently closed incidents through the trackers' APIs and queue a check for each
     one without a check since it closed (GitHub does not redeliver failed webhooks)."""
-    settings = _settings()
+    settings = load_cli_settings()
     _logging(settings)
     service = _service(settings)
     since = datetime.now(UTC) - parse_since(since_text)
@@ -233,7 +234,7 @@ def jobs(ctx: click.Context, failed: bool) -> None:
     from store import queries
     from store.db import make_engine, session_factory, session_scope
 
-    settings = _settings()
+    settings = load_cli_settings()
     sessions = session_factory(make_engine(settings.database))
     with session_scope(sessions) as session:
         rows = queries.failed_jobs(session) if failed else queries.recent_jobs(session)
@@ -253,7 +254,7 @@ def jobs_retry(job_ids: tuple[int, ...]) -> None:
     from store import queries
     from store.db import session_scope
 
-    settings = _settings()
+    settings = load_cli_settings()
     service = _service(settings)
     for job_id in job_ids:
         try:

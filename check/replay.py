@@ -2,7 +2,7 @@
 compared with the pack in force.
 
 Pure apart from loading the spaCy pipeline (through nlp.analyse). Loading the stored texts
-is the store's business (store.packs.recent_postmortem_texts / replay_recent).
+is the store's business (store.packs.recent_postmortem_texts); worker.tuning joins the two.
 
 Cost: every postmortem is analysed twice, once per pack. With the trained English
 pipeline that is roughly 50 ms per pack for a 1.5 KB postmortem on one core and grows
@@ -16,31 +16,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import NamedTuple
 
 from nlp.analysis import analyse
 from nlp.limits import Unchecked
 from nlp.model import Analysis, Finding
 from rules.policy import ActionPolicy
+from rules.replay_input import MAX_REPLAY, StoredText
 from rules.schema import RulePack
-
-MAX_REPLAY = 200  # postmortems per replay: keeps one replay to about a minute at worst
-DEFAULT_REPLAY = 50
-
-
-class StoredText(NamedTuple):
-    """One stored postmortem as the service last read it."""
-
-    postmortem_id: str
-    incident_id: str
-    title: str
-    text: str
-    format: str = "markdown"
-    roster: tuple[str, ...] = ()  # names/@handles of the incident's people, when known
-    # fingerprint -> "accepted" | "false-positive": reviewers' decisions in force, so a
-    # replay can say whether a removed flag was one reviewers had dismissed anyway.
-    decisions: Mapping[str, str] = MappingProxyType({})  # read-only: the default is shared
 
 
 @dataclass(frozen=True)

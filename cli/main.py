@@ -3,7 +3,8 @@
     pmguard lint PATH... | -      check postmortems for blame language and action items
     pmguard rules test [PACK]     run every rule's own examples
     pmguard rules list [PACK]     list a pack's rules
-    pmguard serve | worker | db upgrade | reconcile | jobs   the service (cli_service.py)
+    pmguard serve | worker | db upgrade | reconcile | jobs   the service (cli/service.py)
+    pmguard users ...              accounts and API tokens (cli/users.py)
 
 Exit codes of `lint`: 0 when no unsuppressed finding is at or above --min-severity, 1 when
 one is, 2 on a usage or input error (one line on stderr starting "pmguard: ").
@@ -14,10 +15,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import IO, Any
 
 import click
 
+from cli.errors import CliError
 from nlp.limits import MAX_SOURCE_CHARS
 from nlp.model import SEVERITIES
 
@@ -25,15 +26,6 @@ FORMATS = ("text", "json", "sarif")
 INPUT_FORMATS = ("auto", "markdown", "jira", "adf", "text")
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-
-
-class CliError(click.ClickException):
-    """A usage or input error: one line on stderr, exit code 2, no traceback."""
-
-    exit_code = 2
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"pmguard: {self.message}", err=True)
 
 
 def _warn(message: str) -> None:
@@ -291,8 +283,8 @@ def rules() -> None:
 def rules_test(pack_path: str | None, model: str | None) -> None:
     """Run every rule's examples: each 'match' sentence must be flagged by its rule and each
     'no_match' sentence must not. Exit 1 when any fails, 2 for an invalid pack."""
+    from check.examples import run_examples
     from nlp.blame import compile_pack
-    from rules.testing import run_examples
 
     pack = _load_pack(pack_path)
     pipeline = _pipeline(model)
@@ -345,14 +337,11 @@ def _load_pack(pack_path: str | None):
 
 
 def _register_service_commands() -> None:
-    from cli_service import register
-    from cli_users import register as register_users
+    from cli.service import register
+    from cli.users import register as register_users
 
     register(main)
     register_users(main)
 
 
 _register_service_commands()
-
-if __name__ == "__main__":
-    main(prog_name="pmguard")

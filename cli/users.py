@@ -21,13 +21,9 @@ from typing import Any
 
 import click
 
+from cli.errors import CliError
+
 ROLE_HELP = "engineer (reads), incident_manager (reviews), admin (also rules and users)"
-
-
-def CliError(message: str):  # noqa: N802 - reads like the exception it builds
-    from cli import CliError as _CliError
-
-    return _CliError(message)
 
 
 @contextmanager
@@ -36,12 +32,12 @@ def _store() -> Iterator[Any]:
     one-line CLI errors."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from cli_service import _settings
+    from cli.service import load_cli_settings
     from store.db import make_engine, session_factory, session_scope
     from store.migrate import upgrade
     from store.users import UserError
 
-    settings = _settings()
+    settings = load_cli_settings()
     # Like `pmguard serve`: the embedded SQLite database sets itself up; PostgreSQL is
     # migrated deliberately with `pmguard db upgrade`.
     if settings.database.startswith("sqlite"):

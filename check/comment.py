@@ -6,12 +6,12 @@ edit its own comment instead of stacking a second one.
 
 from __future__ import annotations
 
+from check.verdict import MISSING, NEEDS_REVIEW, OK, UNCHECKED, Verdict
 from connector.base import GITHUB, OUTSIDE, Incident
 from nlp.actions import CATEGORY as ACTION_CATEGORY
 from nlp.actions import SECTION_RULES, lacks_summary
 from nlp.model import Finding
 from rules.incident_policy import MAX_POSTMORTEM_REFS, IncidentPolicy
-from rules.verdict import MISSING, NEEDS_REVIEW, OK, UNCHECKED, Verdict
 
 GITHUB_MARKER = "<!-- pmguard:check v1 -->"
 # Jira wiki markup has no comments; a trailing, nearly invisible tag does the same job.
