@@ -200,12 +200,12 @@ class CompiledPack:
         with self._lock:
             skipped = {doc[s].sent.start for _k, s, _e in _run(self.skip, doc)}
             cues = {
-                rule_id: (
-                    {doc[s].sent.start for _k, s, _e in _run(gate.context, doc)},
-                    {doc[s].sent.start for _k, s, _e in _run(gate.unless_sentence, doc)},
+                rule.id: (
+                    {doc[s].sent.start for _k, s, _e in _run(self.gates[rule.id].context, doc)},
+                    {doc[s].sent.start
+                     for _k, s, _e in _run(self.gates[rule.id].unless_sentence, doc)},
                 )
-                for rule_id, gate in self.gates.items()
-                if any(r.id == rule_id for r in rules.values())
+                for rule in rules.values()
             }
         if kinds is None:
             kinds = self._annotate(doc, roster)

@@ -144,9 +144,14 @@ def ping(engine: Engine) -> None:
         raise DatabaseUnavailable(_describe(error)) from error
 
 
-def _describe(error: Exception) -> str:
-    # The driver's message without SQLAlchemy's statement and parameters: those may
-    # carry webhook payload text and have no place in a 503 body or a log line.
+def driver_message(error: BaseException) -> str:
+    """The first line of the driver's message, without SQLAlchemy's statement and
+    parameters: those may carry webhook payload text and have no place in a 503 body or a
+    log line."""
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
-    return f"database unavailable: {lines[0] if lines else type(original).__name__}"
+    return lines[0] if lines else type(original).__name__
+
+
+def _describe(error: Exception) -> str:
+    return f"database unavailable: {driver_message(error)}"

@@ -159,21 +159,20 @@ def highlight(text: str, spans: list[Span]) -> list[Segment]:
     # the spans (times the few that overlap at one point), where testing every span at
     # every boundary took minutes for a postmortem with 20,000 flags.
     bounds = sorted({0, len(text), *(s.start for s in spans), *(s.end for s in spans)})
-    opening: dict[int, list[Span]] = {}
+    opening: dict[int, list[int]] = {}  # position in `spans`, which keeps their order
     closing: dict[int, list[int]] = {}
     for index, span in enumerate(spans):
-        opening.setdefault(span.start, []).append(span)
+        opening.setdefault(span.start, []).append(index)
         closing.setdefault(span.end, []).append(index)
-    active: dict[int, Span] = {}  # by position in `spans`, which keeps their order
-    order = {id(span): index for index, span in enumerate(spans)}
+    active: dict[int, Span] = {}
     segments: list[Segment] = []
     for a, b in zip(bounds, bounds[1:], strict=False):
         for index in closing.get(a, ()):
             active.pop(index, None)
         started = opening.get(a, [])
-        for span in started:
-            active[order[id(span)]] = span
-        starts = tuple(s.finding_id for s in started)
+        for index in started:
+            active[index] = spans[index]
+        starts = tuple(spans[i].finding_id for i in started)
         if not active:
             segments.append(Segment(text[a:b], starts=starts))
             continue

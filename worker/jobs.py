@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from connector.base import IncidentRef, TrackerError
 from settings import Settings
 from store import locks, queries
-from store.db import session_scope
+from store.db import driver_message, session_scope
 from store.sqlite_files import create_private
 from worker import metrics
 
@@ -111,7 +111,7 @@ class JobRunner:
             # started, so no attempt is spent.
             delay = backoff(outages + 1, base=self.base_delay)
             log.warning("job %s cannot start, the database is unavailable; again in %.1fs: %s",
-                        job_id, delay, _first_line(error))
+                        job_id, delay, driver_message(error))
             self.enqueue(job_id, delay=delay, outages=outages + 1)
             return "database-unavailable"
         ref = payload_ref(payload)
@@ -182,12 +182,6 @@ class JobRunner:
         if ids:
             log.warning("recovered %d job(s) the queue had lost", len(ids))
         return len(ids)
-
-
-def _first_line(error: Exception) -> str:
-    # SQLAlchemy's message repeats the statement and its parameters; the driver's first
-    # line says what happened.
-    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
 
 
 def _every_minute():

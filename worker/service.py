@@ -38,7 +38,7 @@ from rules.versions import pack_from_version
 from settings import Settings
 from store import locks, queries
 from store import packs as pack_store
-from store.db import make_engine, session_factory, session_scope
+from store.db import driver_message, make_engine, session_factory, session_scope
 from store.intake import Intake
 from worker import metrics
 from worker.analysis_pool import AnalysisPool, shared_pool
@@ -158,9 +158,8 @@ class Service:
                 if row is None:  # deleted by hand between the two reads
                     return
         except SQLAlchemyError as error:  # the database is down, or not migrated yet
-            # The driver's first line only: SQLAlchemy's message repeats the statement.
-            detail = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
-            log.warning("cannot read the active rule pack; keeping the current one: %s", detail)
+            log.warning("cannot read the active rule pack; keeping the current one: %s",
+                        driver_message(error))
             return
         try:
             # Parsed outside the transaction: on SQLite it holds the write lock.
